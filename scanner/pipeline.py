@@ -1,0 +1,333 @@
+"""The one pipeline every entry point uses: acquire -> walk -> parse -> fingerprint -> match
+-> attribute + licences -> Report."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scanner import __version__
+from scanner.acquire import Acquired, acquire
+from scanner.attribute import (
+    REPO_CREDIT_FILE_RE,
+    Attribution,
+    Evidence,
+    ReferenceTerms,
+    decide,
+    file_evidence,
+    fragment_evidence,
+    fragment_terms,
+    module_path,
+    repo_evidence,
+    url_key,
+)
+from scanner.fingerprint import Params, UnitPrints, eligible, fingerprint_unit
+from scanner.licenses import REPO_LICENSE_FILE_RE, LicenseInfo, analyse, holders_match
+from scanner.match import Match, ReferenceCorpus, RefLoc, find_matches
+from scanner.parse import Fragment, ParsedUnit, parse_unit
+from scanner.report import Finding, Location, Report
+from scanner.walk import DEFAULT_MAX_FILE_SIZE, walk_tree
+
+# Repository documents (licences, credits) larger than this are not read.
+_MAX_DOC_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    params: Params = field(default_factory=Params)
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    missing_license: bool = False
+    cache_dir: Path | None = None
+    timeout: float = 600.0
+
+
+@dataclass
+class Tree:
+    """A source or reference after acquire -> walk -> parse -> fingerprint."""
+
+    name: str
+    acquired: Acquired
+    units: list[ParsedUnit]
+    prints: list[UnitPrints]
+    files: int
+    skipped: list[dict]
+    notes: list[dict]
+    file_info: dict[str, LicenseInfo]
+    repo_licenses: list[dict]  # licence/notice files at the root: path, spdx, copyright
+    documents: list[tuple[str, str]]  # root-level credit files (NOTICE, README, ...) as text
+    packages: set[str]  # top-level package names
+
+    @property
+    def license(self) -> str | None:
+        for doc in self.repo_licenses:
+            if doc["spdx"]:
+                return doc["spdx"]
+        counts: dict[str, int] = defaultdict(int)
+        for info in self.file_info.values():
+            if info.spdx:
+                counts[info.spdx] += 1
+        return max(counts, key=counts.get) if counts else None
+
+    @property
+    def repo_holders(self) -> list[str]:
+        return [c for doc in self.repo_licenses for c in doc["copyright"]]
+
+    def terms(self) -> ReferenceTerms:
+        names = {self.name, self.acquired.name} | self.packages
+        urls = {url_key(self.acquired.url)} if self.acquired.kind in ("git", "hf") and self.acquired.url else set()
+        if self.acquired.kind == "pypi":
+            urls.add(f"pypi.org/project/{self.acquired.name.lower()}")
+        if "/" in self.acquired.name:  # hf ORG/NAME or git org/repo
+            names.add(self.acquired.name.split("/")[-1])
+        return ReferenceTerms({n for n in names if n}, urls)
+
+
+def load_tree(spec: str, name: str | None, options: ScanOptions, status=None) -> Tree:
+    acquired = acquire(spec, options.cache_dir, timeout=options.timeout)
+    if status:
+        status(f"walking {spec}")
+    walked = walk_tree(acquired.root, max_file_size=options.max_file_size)
+    units: list[ParsedUnit] = []
+    prints: list[UnitPrints] = []
+    notes: list[dict] = []
+    file_info: dict[str, LicenseInfo] = {}
+    cache: dict[str, int] = {}
+    for i, source in enumerate(walked.units):
+        if status and i % 200 == 0:
+            status(f"parsing {spec}: {i}/{len(walked.units)} units")
+        unit = parse_unit(source)
+        units.append(unit)
+        prints.append(fingerprint_unit(unit, options.params, cache))
+        if unit.error_lines:
+            notes.append({"path": unit.path, "kind": "syntax-error", "lines": unit.error_lines[:20],
+                          "detail": "syntax errors; fragments that parse were still scanned"})
+        if unit.invalid_utf8:
+            notes.append({"path": unit.path, "kind": "invalid-utf8", "detail": "undecodable bytes replaced"})
+        if unit.path not in file_info:
+            file_info[unit.path] = analyse(unit.text, head_lines=200)
+    repo_licenses, documents = _root_documents(acquired.root, walked.other_files)
+    packages = {_top_package(u.path) for u in units} - {None}
+    skipped = [{"path": s.path, "reason": s.reason} for s in walked.skipped]
+    skipped += [{"path": "", "reason": note} for note in acquired.notes]
+    return Tree(name or acquired.name, acquired, units, prints, walked.files, skipped, notes, file_info,
+                repo_licenses, documents, packages)
+
+
+def _top_package(path: str) -> str | None:
+    parts = path.split("/")
+    if parts[0] in ("src", "lib", "python") and len(parts) > 2:
+        parts = parts[1:]
+    if len(parts) < 2:
+        return None
+    return parts[0]
+
+
+def _root_documents(root: Path, others: list[str]) -> tuple[list[dict], list[tuple[str, str]]]:
+    licenses, documents = [], []
+    for rel in others:
+        if "/" in rel:
+            continue
+        is_license = REPO_LICENSE_FILE_RE.match(rel) is not None
+        is_credit = REPO_CREDIT_FILE_RE.match(rel) is not None
+        if not (is_license or is_credit):
+            continue
+        path = root / rel
+        try:
+            if path.is_symlink() or path.stat().st_size > _MAX_DOC_BYTES:
+                continue
+            text = path.read_bytes().decode("utf-8", errors="replace")
+        except OSError:
+            continue
+        if is_license:
+            info = analyse(text, head_lines=None)
+            licenses.append({"path": rel, "spdx": info.spdx, "copyright": [c.holder for c in info.copyrights]})
+        if is_credit:
+            documents.append((rel, text))
+    return licenses, documents
+
+
+def scan(source: str, references: list[tuple[str | None, str]], options: ScanOptions, status=None) -> Report:
+    started = time.monotonic()
+    scanned = load_tree(source, None, options, status)
+    refs = [load_tree(spec, name, options, status) for name, spec in references]
+    corpus = ReferenceCorpus(options.params)
+    indexed = []
+    for ri, ref in enumerate(refs):
+        if status:
+            status(f"indexing reference {ref.name}")
+        indexed.append(corpus.add(ri, ref.units, ref.prints))
+    corpus.compute_common()
+    if status:
+        status(f"matching {len(scanned.units)} units")
+    matches = find_matches(scanned.units, scanned.prints, corpus)
+    findings = _copy_findings(scanned, refs, corpus, matches)
+    findings += _notice_findings(scanned, refs, corpus, matches, findings)
+    if options.missing_license:
+        findings += _missing_license_findings(scanned)
+    findings.sort(key=lambda f: (f.path, f.start_line, f.kind))
+    return Report(
+        tool_version=__version__,
+        scanned=_tree_summary(scanned, sum(len(u.fragments) for u in scanned.units)),
+        references=[dict(_tree_summary(r, sum(len(u.fragments) for u in r.units)), name=r.name,
+                         license=r.license, indexed_fragments=n) for r, n in zip(refs, indexed)],
+        findings=findings,
+        licenses=_license_table(scanned),
+        skipped=scanned.skipped,
+        notes=scanned.notes,
+        elapsed_s=round(time.monotonic() - started, 3),
+    )
+
+
+def _tree_summary(tree: Tree, fragments: int) -> dict:
+    a = tree.acquired
+    return {"source": a.source, "commit": a.commit, "version": a.version, "files": tree.files,
+            "fragments": fragments}
+
+
+def _license_table(tree: Tree) -> list[dict]:
+    rows = [dict(doc) for doc in tree.repo_licenses]
+    for path, info in sorted(tree.file_info.items()):
+        if info.spdx or info.copyrights:
+            rows.append({"path": path, "spdx": info.spdx, "copyright": [c.holder for c in info.copyrights]})
+    return rows
+
+
+def _finding_id(*parts: object) -> str:
+    return hashlib.sha256("\x1f".join("" if p is None else str(p) for p in parts).encode()).hexdigest()[:16]
+
+
+def _ref_location(refs: list[Tree], corpus: ReferenceCorpus, loc: RefLoc, with_notice: bool = True) -> Location:
+    unit, _, frag = corpus.fragment(loc)
+    ref = refs[loc.ref]
+    info = ref.file_info.get(unit.path)
+    copyright_lines = [c.text for c in info.copyrights] if info else []
+    if with_notice and not copyright_lines:
+        copyright_lines = ref.repo_holders
+    return Location(ref.name, unit.path, frag.start_line, frag.end_line, frag.symbol, unit.cell,
+                    (info.spdx if info and info.spdx else ref.license), copyright_lines)
+
+
+def _copy_findings(scanned: Tree, refs: list[Tree], corpus: ReferenceCorpus, matches: list[Match]) -> list[Finding]:
+    terms = [r.terms() for r in refs]
+    repo_ev = [repo_evidence(scanned.documents, t) for t in terms]
+    findings: list[Finding] = []
+    seen_ids: dict[str, int] = defaultdict(int)
+    for m in matches:
+        unit = scanned.units[m.unit]
+        frag = unit.fragments[m.frag]
+        ref_unit, _, ref_frag = corpus.fragment(m.ref)
+        ref = refs[m.ref.ref]
+        refloc = _ref_location(refs, corpus, m.ref)
+        fterms = fragment_terms(ref_unit.path, ref_frag.symbol)
+        frag_ev = fragment_evidence(unit, frag, terms[m.ref.ref], fterms)
+        for member in m.members:
+            mu, _, mf = corpus.fragment(member.ref)
+            frag_ev += [e for e in fragment_evidence(unit, unit.fragments[member.frag], terms[m.ref.ref],
+                                                     fragment_terms(mu.path, mf.symbol)) if e not in frag_ev]
+        info = scanned.file_info.get(unit.path)
+        holders = [(c.line, c.holder) for c in info.copyrights] if info else []
+        ref_info = ref.file_info.get(ref_unit.path)
+        ref_holders = [c.holder for c in ref_info.copyrights] if ref_info and ref_info.copyrights else ref.repo_holders
+        file_ev = file_evidence(unit, holders, ref_holders, terms[m.ref.ref], module_path(ref_unit.path),
+                                ref_frag.symbol, ref.packages, holders_match)
+        attribution = decide(frag_ev, file_ev, repo_ev[m.ref.ref])
+        kind = "attributed-copy" if attribution.status == "attributed" else "unattributed-copy"
+        severity = {"attributed": "note", "weak": "warning", "unattributed": "error"}[attribution.status]
+        base_id = _finding_id("copy", unit.path, unit.cell, frag.symbol, ref.name, ref_unit.path, ref_frag.symbol)
+        seen_ids[base_id] += 1
+        fid = base_id if seen_ids[base_id] == 1 else _finding_id(base_id, seen_ids[base_id])
+        findings.append(Finding(
+            id=fid, kind=kind, severity=severity, path=unit.path, cell=unit.cell,
+            start_line=frag.start_line, end_line=frag.end_line, symbol=frag.symbol,
+            clone_type=m.clone_type, similarity=round(m.similarity, 4),
+            similarity_concrete=round(m.similarity_concrete, 4), reference=refloc, attribution=attribution,
+            message=_copy_message(frag, m, refloc, attribution),
+            matched_lines=[vars(b) | {} for b in m.blocks],
+            members=[_member(scanned, refs, corpus, x) for x in m.members],
+            other_locations=[_ref_location(refs, corpus, o, with_notice=False) for o in m.others],
+        ))
+    return findings
+
+
+def _member(scanned: Tree, refs: list[Tree], corpus: ReferenceCorpus, m: Match) -> dict:
+    frag = scanned.units[m.unit].fragments[m.frag]
+    loc = _ref_location(refs, corpus, m.ref, with_notice=False)
+    return {"symbol": frag.symbol, "start_line": frag.start_line, "end_line": frag.end_line,
+            "clone_type": m.clone_type, "similarity": round(m.similarity, 4),
+            "reference": {"name": loc.name, "path": loc.path, "start_line": loc.start_line,
+                          "end_line": loc.end_line, "symbol": loc.symbol}}
+
+
+def _what(frag: Fragment) -> str:
+    return f"{frag.kind} {frag.symbol}" if frag.symbol else f"this {frag.kind}"
+
+
+def _copy_message(frag: Fragment, m: Match, ref: Location, attribution: Attribution) -> str:
+    where = f"{ref.name}:{ref.path}:{ref.start_line}-{ref.end_line}" + (f" ({ref.symbol})" if ref.symbol else "")
+    licence = f" under {ref.license}" if ref.license else ""
+    clone = {"exact": "an exact copy", "renamed": "a renamed copy", "modified": "a modified copy"}[m.clone_type]
+    head = f"{_what(frag)} is {clone} of {where}{licence}"
+    if attribution.status == "attributed":
+        return f"{head}; credited ({attribution.evidence[0].why})."
+    if attribution.status == "weak":
+        return (f"{head}; credited only at repository level ({attribution.evidence[0].path}): "
+                f"add a provenance comment or SPDX snippet tag at the copy.")
+    return (f"{head}, with no credit: keep the reference's copyright and licence notice and add a "
+            f"provenance comment (e.g. '# Adapted from {ref.symbol or ref.path}') or an SPDX snippet tag.")
+
+
+def _notice_findings(scanned: Tree, refs: list[Tree], corpus: ReferenceCorpus, matches: list[Match],
+                     copies: list[Finding]) -> list[Finding]:
+    """Copied code whose reference file carries a copyright holder that the scanned file lacks."""
+    groups: dict[tuple[str, int | None, int, str], list[tuple[Match, Finding]]] = defaultdict(list)
+    for m, f in zip(matches, copies):
+        ref_unit, _, _ = corpus.fragment(m.ref)
+        groups[(f.path, f.cell, m.ref.ref, ref_unit.path)].append((m, f))
+    out = []
+    for (path, cell, ri, ref_path), items in groups.items():
+        ref = refs[ri]
+        ref_info = ref.file_info.get(ref_path)
+        if not ref_info or not ref_info.copyrights:
+            continue
+        info = scanned.file_info.get(path)
+        held = [c.holder for c in info.copyrights] if info else []
+        missing = [c for c in ref_info.copyrights if not any(holders_match(c.holder, h) for h in held)]
+        if not missing:
+            continue
+        first = min(items, key=lambda it: it[1].start_line)[1]
+        last_line = max(f.end_line for _, f in items)
+        symbols = [f.symbol or f"lines {f.start_line}-{f.end_line}" for _, f in items]
+        loc = first.reference
+        notice = "; ".join(c.text for c in missing)
+        out.append(Finding(
+            id=_finding_id("notice-removed", path, cell, ref.name, ref_path),
+            kind="notice-removed", severity="error", path=path, cell=cell,
+            start_line=first.start_line, end_line=last_line, symbol=None,
+            clone_type=None, similarity=max(f.similarity for _, f in items), similarity_concrete=None,
+            reference=Location(ref.name, ref_path, loc.start_line, loc.end_line, loc.symbol, loc.cell,
+                               loc.license, [c.text for c in ref_info.copyrights]),
+            attribution=items[0][1].attribution,
+            message=(f"{path} copies {', '.join(symbols)} from {ref.name}:{ref_path} but lacks its copyright "
+                     f"notice ({notice}): restore the notice next to the copied code."),
+        ))
+    return out
+
+
+def _missing_license_findings(scanned: Tree) -> list[Finding]:
+    out = []
+    for path, info in sorted(scanned.file_info.items()):
+        if info.licenses:
+            continue
+        unit = next(u for u in scanned.units if u.path == path)
+        if not unit.abstract:  # empty files (e.g. bare __init__.py) need no notice
+            continue
+        out.append(Finding(
+            id=_finding_id("missing-license", path), kind="missing-license", severity="warning", path=path,
+            cell=None, start_line=1, end_line=1, symbol=None, clone_type=None, similarity=None,
+            similarity_concrete=None, reference=None, attribution=None,
+            message=f"{path} has no licence information: add an SPDX-License-Identifier line to its header.",
+        ))
+    return out

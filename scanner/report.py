@@ -1,0 +1,124 @@
+"""The report data model; `Report.to_dict()` is the `provscan/report/v1` JSON contract (DESIGN §6).
+
+Fields may be added, never renamed. Renderers in `reports/` read only this model.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from scanner.attribute import Attribution
+
+SCHEMA = "provscan/report/v1"
+SEVERITY_ORDER = {"error": 0, "warning": 1, "note": 2}
+
+
+@dataclass
+class Location:
+    name: str  # reference name
+    path: str
+    start_line: int
+    end_line: int
+    symbol: str | None
+    cell: int | None = None
+    license: str | None = None
+    copyright: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        out = {"name": self.name, "path": self.path, "start_line": self.start_line, "end_line": self.end_line,
+               "symbol": self.symbol, "license": self.license, "copyright": list(self.copyright)}
+        if self.cell is not None:
+            out["cell"] = self.cell
+        return out
+
+
+@dataclass
+class Finding:
+    id: str
+    kind: str
+    severity: str
+    path: str
+    cell: int | None
+    start_line: int
+    end_line: int
+    symbol: str | None
+    clone_type: str | None
+    similarity: float | None
+    similarity_concrete: float | None
+    reference: Location | None
+    attribution: Attribution | None
+    message: str
+    matched_lines: list[dict] = field(default_factory=list)
+    members: list[dict] = field(default_factory=list)
+    other_locations: list[Location] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        out = {
+            "id": self.id, "kind": self.kind, "severity": self.severity, "path": self.path,
+            "start_line": self.start_line, "end_line": self.end_line, "symbol": self.symbol,
+            "clone_type": self.clone_type, "similarity": self.similarity,
+            "reference": self.reference.to_dict() if self.reference else None,
+            "attribution": None if self.attribution is None else {
+                "status": self.attribution.status,
+                "evidence": [{"level": e.level, "path": e.path, "line": e.line, "text": e.text, "why": e.why}
+                             for e in self.attribution.evidence],
+            },
+            "message": self.message,
+        }
+        if self.cell is not None:
+            out["cell"] = self.cell
+        if self.similarity_concrete is not None:
+            out["similarity_concrete"] = self.similarity_concrete
+        if self.matched_lines:
+            out["matched_lines"] = self.matched_lines
+        if self.members:
+            out["members"] = self.members
+        if self.reference is not None and self.kind.endswith("-copy"):
+            out["other_locations"] = {"count": len(self.other_locations),
+                                      "locations": [o.to_dict() for o in self.other_locations[:20]]}
+        return out
+
+
+@dataclass
+class Report:
+    tool_version: str
+    scanned: dict
+    references: list[dict]
+    findings: list[Finding]
+    licenses: list[dict]
+    skipped: list[dict]
+    notes: list[dict]
+    elapsed_s: float
+
+    def summary(self) -> dict:
+        return {
+            "findings_by_kind": dict(sorted(Counter(f.kind for f in self.findings).items())),
+            "findings_by_severity": dict(sorted(Counter(f.severity for f in self.findings).items(),
+                                                key=lambda kv: SEVERITY_ORDER[kv[0]])),
+            "findings_by_attribution": dict(sorted(Counter(
+                f.attribution.status for f in self.findings if f.attribution and f.kind.endswith("-copy")).items())),
+            "skipped": len(self.skipped),
+            "elapsed_s": self.elapsed_s,
+        }
+
+    def to_dict(self) -> dict:
+        return {
+            "schema": SCHEMA,
+            "tool": {"name": "provscan", "version": self.tool_version},
+            "scanned": self.scanned,
+            "references": self.references,
+            "findings": [f.to_dict() for f in self.findings],
+            "licenses": self.licenses,
+            "skipped": self.skipped,
+            "notes": self.notes,
+            "summary": self.summary(),
+        }
+
+    def exit_code(self, fail_on: str) -> int:
+        """0: nothing at or above --fail-on; 1: findings at or above it."""
+        if fail_on == "never":
+            return 0
+        if fail_on == "any":
+            return 1 if self.findings else 0
+        return 1 if any(f.severity == "error" for f in self.findings) else 0

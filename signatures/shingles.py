@@ -1,0 +1,60 @@
+"""Token sequences -> k-shingle hashes, one per token position.
+
+A file's tokens are hashed once; a fragment's shingles are then a slice of the file's array
+(fragment tokens are contiguous), so nested fragments (module > class > method) share work.
+Hashes are 64-bit and stable across processes and machines (xxh64, no Python hash()).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import xxhash
+
+# Odd 64-bit multiplier for the polynomial combination of k token hashes.
+_MULT = np.uint64(0x9E3779B97F4A7C15)
+
+
+def token_hashes(tokens: Sequence[str], cache: dict[str, int] | None = None) -> np.ndarray:
+    """Stable 64-bit hash of each token."""
+    if cache is None:
+        cache = {}
+    out = np.empty(len(tokens), dtype=np.uint64)
+    for i, tok in enumerate(tokens):
+        h = cache.get(tok)
+        if h is None:
+            h = cache[tok] = xxhash.xxh64_intdigest(tok.encode("utf-8", "surrogatepass"))
+        out[i] = h
+    return out
+
+
+def _fmix64(h: np.ndarray) -> np.ndarray:
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(0xFF51AFD7ED558CCD)
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(0xC4CEB9FE1A85EC53)
+    return h ^ (h >> np.uint64(33))
+
+
+def shingle_hashes(tok: np.ndarray, k: int) -> np.ndarray:
+    """Hash of every window of k consecutive tokens: result[i] covers tok[i:i+k].
+
+    Returns an empty array when there are fewer than k tokens.
+    """
+    n = len(tok) - k + 1
+    if n <= 0:
+        return np.empty(0, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        acc = np.zeros(n, dtype=np.uint64)
+        for j in range(k):
+            acc = acc * _MULT + tok[j : j + n]
+        return _fmix64(acc)
+
+
+def fragment_shingles(file_shingles: np.ndarray, tok_start: int, tok_end: int, k: int) -> np.ndarray:
+    """The shingles lying wholly inside tokens [tok_start, tok_end) of a file."""
+    stop = tok_end - k + 1
+    if stop <= tok_start:
+        return file_shingles[:0]
+    return file_shingles[tok_start:stop]

@@ -20,10 +20,11 @@ class Params:
     num_perm: int = 128
     seed: int = 1
     lsh_threshold: float = 0.4  # Jaccard at which LSH returns candidates (below the verify threshold)
-    min_similarity: float = 0.6  # verified Jaccard of informative abstract shingles
+    min_similarity: float = 0.6  # verified Jaccard of abstract shingle sets
     min_tokens: int = 40  # smaller fragments are neither indexed nor reported
     min_lines: int = 3
-    min_shared: int = 12  # informative shingles shared by a pair, at least
+    min_shared: int = 12  # shared non-boilerplate shingles for a pair that renamed most names
+    boilerplate_min_concrete: float = 0.5  # ...or, with fewer, this concrete similarity
     common_ratio: float = 0.005  # a shingle in more than this share of distinct reference functions is boilerplate
     common_min: int = 30  # ...and in at least this many
 

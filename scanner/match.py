@@ -48,6 +48,10 @@ class Block:
     ref_start: int
     ref_end: int
 
+    def to_dict(self) -> dict:
+        return {"start_line": self.start, "end_line": self.end,
+                "reference_start_line": self.ref_start, "reference_end_line": self.ref_end}
+
 
 @dataclass
 class Match:
@@ -79,7 +83,7 @@ class ReferenceCorpus:
         self.lsh = MinHashLSH(threshold=params.lsh_threshold, num_perm=params.num_perm)
         self.units: dict[tuple[int, int], _RefUnit] = {}
         self.common = np.empty(0, dtype=np.uint64)
-        self._sets: dict[RefLoc, tuple[np.ndarray, np.ndarray]] = {}
+        self._sets: dict[RefLoc, ShingleSets] = {}
 
     def add(self, ref: int, units: list[ParsedUnit], prints: list[UnitPrints]) -> int:
         """Index every eligible fragment of one reference; return how many were indexed."""
@@ -127,21 +131,49 @@ class ReferenceCorpus:
         ru = self.units[(loc.ref, loc.unit)]
         return ru.unit, ru.prints, ru.unit.fragments[loc.frag]
 
-    def sets(self, loc: RefLoc) -> tuple[np.ndarray, np.ndarray]:
-        """(informative abstract shingles, concrete shingles) of a reference fragment, cached."""
+    def sets(self, loc: RefLoc) -> "ShingleSets":
+        """Shingle sets of a reference fragment, cached."""
         cached = self._sets.get(loc)
         if cached is None:
             _, pr, frag = self.fragment(loc)
-            cached = (self.informative(abstract_set(pr, frag, self.params.k)), concrete_set(pr, frag, self.params.k))
+            cached = self.shingle_sets(pr, frag)
             if len(self._sets) > 200_000:
                 self._sets.clear()
             self._sets[loc] = cached
         return cached
 
+    def shingle_sets(self, prints: UnitPrints, frag: Fragment) -> "ShingleSets":
+        abstract = abstract_set(prints, frag, self.params.k)
+        return ShingleSets(abstract, self.informative(abstract), concrete_set(prints, frag, self.params.k))
+
     def informative(self, shingles: np.ndarray) -> np.ndarray:
         if len(self.common) == 0:
             return shingles
         return shingles[~np.isin(shingles, self.common, assume_unique=True)]
+
+
+@dataclass
+class ShingleSets:
+    abstract: np.ndarray  # distinct abstract shingles
+    informative: np.ndarray  # abstract shingles that are not reference boilerplate
+    concrete: np.ndarray
+
+
+def verify(s: ShingleSets, r: ShingleSets, params: Params) -> tuple[float, float] | None:
+    """Exact check of an LSH candidate: (similarity, concrete similarity), or None if rejected.
+
+    similarity is the Jaccard index of the abstract shingle sets. A pair whose shared shingles
+    are mostly boilerplate (few shared informative shingles) must also keep most of its names
+    (concrete similarity) to count: same-shaped code written independently differs in names.
+    """
+    sim, _ = _jaccard(s.abstract, r.abstract)
+    if sim < params.min_similarity:
+        return None
+    csim, _ = _jaccard(s.concrete, r.concrete)
+    _, shared = _jaccard(s.informative, r.informative)
+    if shared < params.min_shared and csim < params.boilerplate_min_concrete:
+        return None
+    return sim, csim
 
 
 def _jaccard(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
@@ -216,20 +248,16 @@ def find_matches(units: list[ParsedUnit], prints: list[UnitPrints], corpus: Refe
             keys = corpus.lsh.query(corpus.hasher.to_datasketch(signature(corpus.hasher, s_abs)))
             if not keys:
                 continue
-            s_inf = corpus.informative(s_abs)
-            s_con = concrete_set(pr, frag, p.k)
+            s_sets = ShingleSets(s_abs, corpus.informative(s_abs), concrete_set(pr, frag, p.k))
             verified = []
             for key in keys:
                 loc = RefLoc.from_key(key)
                 r_frag = corpus.fragment(loc)[2]
                 if not comparable(frag, r_frag):
                     continue
-                r_inf, r_con = corpus.sets(loc)
-                sim, shared = _jaccard(s_inf, r_inf)
-                if sim < p.min_similarity or shared < p.min_shared:
-                    continue
-                csim, _ = _jaccard(s_con, r_con)
-                verified.append((sim, csim, loc, r_frag))
+                checked = verify(s_sets, corpus.sets(loc), p)
+                if checked is not None:
+                    verified.append((*checked, loc, r_frag))
             if not verified:
                 continue
             verified.sort(key=_rank)
@@ -254,14 +282,19 @@ def _within(inner: RefLoc, outer: RefLoc, corpus: ReferenceCorpus) -> bool:
 
 
 def _fold(unit: ParsedUnit, matched: dict[int, Match], corpus: ReferenceCorpus) -> list[Match]:
-    """A copied class is one finding: a match folds into its outermost matched ancestor when that
-    ancestor's reference fragment holds one of the places this fragment matched."""
-    outer: list[Match] = []
-    for fi in sorted(matched):
+    """Report the finest fragment that explains a match, one finding per copied unit.
+
+    A match folds into its nearest matched ancestor when that ancestor's reference fragment holds
+    one of the places this fragment matched (a copied class is one finding, its methods members).
+    A module that explains a single member only is dropped for that member: "this file resembles
+    that file" says less than "this class is that class".
+    """
+    tops: list[Match] = []
+    for fi in sorted(matched):  # parents come before their children
         m = matched[fi]
         host = None
         parent = unit.fragments[fi].parent
-        while parent is not None:
+        while parent is not None and host is None:
             if parent in matched:
                 anc = matched[parent]
                 inside = [loc for loc in [m.ref, *m.others] if _within(loc, anc.ref, corpus)]
@@ -269,11 +302,25 @@ def _fold(unit: ParsedUnit, matched: dict[int, Match], corpus: ReferenceCorpus) 
                     host = (anc, inside[0])
             parent = unit.fragments[parent].parent
         if host is None:
-            outer.append(m)
+            tops.append(m)
             continue
         anc, loc = host
         if loc != m.ref:  # the same code exists in many places: name the one inside the ancestor's source
             m.others = [m.ref, *[o for o in m.others if o != loc]]
             m.ref = loc
         anc.members.append(m)
-    return outer
+    out: list[Match] = []
+    for m in tops:
+        while unit.fragments[m.frag].kind in ("module", "cell") and len(m.members) == 1:
+            m = m.members[0]
+        out.append(m)
+    return out
+
+
+def descendants(m: Match) -> list[Match]:
+    """All matches folded into m, depth first."""
+    out = []
+    for member in m.members:
+        out.append(member)
+        out.extend(descendants(member))
+    return out

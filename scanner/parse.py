@@ -172,7 +172,7 @@ def parse_unit(unit: SourceUnit) -> ParsedUnit:
         if t == "identifier":
             emit("ID", _text(node), line)
             return False
-        if node.child_count == 0:
+        if node.child_count == 0 and node.parent is not None and t != "line_continuation":
             # Keywords, operators, punctuation, True/False/None: the same in both channels.
             tok = _text(node) if not node.is_named else t
             if tok.strip():

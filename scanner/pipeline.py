@@ -26,7 +26,7 @@ from scanner.attribute import (
 )
 from scanner.fingerprint import Params, UnitPrints, eligible, fingerprint_unit
 from scanner.licenses import REPO_LICENSE_FILE_RE, LicenseInfo, analyse, holders_match
-from scanner.match import Match, ReferenceCorpus, RefLoc, find_matches
+from scanner.match import Match, ReferenceCorpus, RefLoc, descendants, find_matches
 from scanner.parse import Fragment, ParsedUnit, parse_unit
 from scanner.report import Finding, Location, Report
 from scanner.walk import DEFAULT_MAX_FILE_SIZE, walk_tree
@@ -223,7 +223,7 @@ def _copy_findings(scanned: Tree, refs: list[Tree], corpus: ReferenceCorpus, mat
         refloc = _ref_location(refs, corpus, m.ref)
         fterms = fragment_terms(ref_unit.path, ref_frag.symbol)
         frag_ev = fragment_evidence(unit, frag, terms[m.ref.ref], fterms)
-        for member in m.members:
+        for member in descendants(m):
             mu, _, mf = corpus.fragment(member.ref)
             frag_ev += [e for e in fragment_evidence(unit, unit.fragments[member.frag], terms[m.ref.ref],
                                                      fragment_terms(mu.path, mf.symbol)) if e not in frag_ev]
@@ -245,8 +245,8 @@ def _copy_findings(scanned: Tree, refs: list[Tree], corpus: ReferenceCorpus, mat
             clone_type=m.clone_type, similarity=round(m.similarity, 4),
             similarity_concrete=round(m.similarity_concrete, 4), reference=refloc, attribution=attribution,
             message=_copy_message(frag, m, refloc, attribution),
-            matched_lines=[vars(b) | {} for b in m.blocks],
-            members=[_member(scanned, refs, corpus, x) for x in m.members],
+            matched_lines=[b.to_dict() for b in m.blocks],
+            members=[_member(scanned, refs, corpus, x) for x in descendants(m)],
             other_locations=[_ref_location(refs, corpus, o, with_notice=False) for o in m.others],
         ))
     return findings

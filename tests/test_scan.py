@@ -1,0 +1,206 @@
+"""End-to-end scans of fixtures built here: git repositories cloned over file://, attribution
+evidence of every level, notebooks, syntax errors, skips, boilerplate and negatives."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from tests.conftest import by_symbol, make_repo, scan_json, write_tree
+from tests.fixtures import OTHER_ATTENTION, REF_ATTENTION, REF_HEADER, renamed_attention
+
+REF_FILE = "orbit/models/attention.py"
+
+
+@pytest.fixture
+def reference(tmp_path):
+    root = tmp_path / "orbit-ref"
+    commit = make_repo(root, {REF_FILE: REF_HEADER + REF_ATTENTION, "orbit/__init__.py": "",
+                              "LICENSE": "Copyright 2024 The Orbit Research Team\n\nLicensed under the Apache License, "
+                                         "Version 2.0 (the \"License\");\nyou may not use this file except in "
+                                         "compliance with the License.\n"})
+    return root, commit
+
+
+def _ref_lines(symbol: str) -> tuple[int, int]:
+    lines = (REF_HEADER + REF_ATTENTION).split("\n")
+    start = next(i for i, line in enumerate(lines, 1) if line.startswith(("class " + symbol, "def " + symbol)))
+    end = start
+    for i in range(start, len(lines)):
+        if lines[i].strip() and not lines[i].startswith((" ", "\t")):
+            break
+        if lines[i].strip():
+            end = i + 1
+    return start, end
+
+
+def test_git_sources_over_file_urls_record_commits(tmp_path, reference):
+    ref_root, ref_commit = reference
+    sus = tmp_path / "suspect"
+    sus_commit = make_repo(sus, {"mix/attn.py": "# Copyright 2025 Zeta Labs\n" + renamed_attention()})
+    code, rep = scan_json(tmp_path, f"file://{sus}", f"file://{ref_root}@{ref_commit}")
+    assert code == 1
+    assert rep["scanned"]["commit"] == sus_commit
+    assert rep["references"][0]["commit"] == ref_commit
+    assert rep["references"][0]["license"] == "Apache-2.0"
+    f = by_symbol(rep, "unattributed-copy")["ZetaMixer"]
+    assert f["clone_type"] == "renamed" and f["similarity"] == 1.0
+    assert (f["reference"]["path"], f["reference"]["symbol"]) == (REF_FILE, "OrbitAttention")
+    assert (f["reference"]["start_line"], f["reference"]["end_line"]) == _ref_lines("OrbitAttention")
+    assert f["attribution"]["status"] == "unattributed"
+    assert {x["kind"] for x in rep["findings"]} == {"unattributed-copy", "notice-removed"}
+
+
+def test_independent_code_of_the_same_shape_is_not_a_copy(tmp_path, reference):
+    ref_root, _ = reference
+    sus = write_tree(tmp_path / "sus", {"attn.py": OTHER_ATTENTION})
+    code, rep = scan_json(tmp_path, sus, ref_root)
+    assert code == 0
+    assert rep["findings"] == []
+
+
+def _copy_with(tmp_path, ref_root, files: dict[str, str]):
+    sus = write_tree(tmp_path / "sus", files)
+    return scan_json(tmp_path, sus, f"orbit={ref_root}")[1]
+
+
+ATTN_BODY = REF_ATTENTION.split("def load_balancing_loss")[0]
+LOSS_BODY = "import torch\n\n\ndef load_balancing_loss" + REF_ATTENTION.split("def load_balancing_loss")[1]
+
+
+@pytest.mark.parametrize("comment", [
+    "# Adapted from orbit.models.attention.OrbitAttention",
+    "# Copied from https://github.com/orbit-research/orbit (Apache-2.0)",  # names the reference by name
+    "# Based on OrbitAttention from the orbit package",
+    "# Ported from orbit/models/attention.py",
+])
+def test_fragment_level_provenance_comment(tmp_path, reference, comment):
+    rep = _copy_with(tmp_path, reference[0], {"a.py": ATTN_BODY.replace("class OrbitAttention", comment + "\nclass OrbitAttention")})
+    f = by_symbol(rep)["OrbitAttention"]
+    assert f["kind"] == "attributed-copy" and f["attribution"]["status"] == "attributed"
+    (ev,) = [e for e in f["attribution"]["evidence"] if e["level"] == "fragment"]
+    assert ev["text"] == comment
+
+
+def test_provenance_comment_naming_something_else_does_not_count(tmp_path, reference):
+    rep = _copy_with(tmp_path, reference[0], {"a.py": ATTN_BODY.replace(
+        "class OrbitAttention", "# Adapted from the nanogpt tutorial\nclass OrbitAttention")})
+    assert by_symbol(rep)["OrbitAttention"]["attribution"]["status"] == "unattributed"
+
+
+def test_spdx_snippet_block(tmp_path, reference):
+    body = LOSS_BODY.replace("def load_balancing_loss", "# SPDX-SnippetBegin\n# SPDX-SnippetCopyrightText: 2024 The Orbit "
+                             "Research Team\n# SPDX-License-Identifier: Apache-2.0\ndef load_balancing_loss")
+    rep = _copy_with(tmp_path, reference[0], {"loss.py": body + "# SPDX-SnippetEnd\n"})
+    f = by_symbol(rep)["load_balancing_loss"]
+    assert f["attribution"]["status"] == "attributed"
+    assert any("SPDX-SnippetBegin" in e["text"] for e in f["attribution"]["evidence"])
+    assert f["clone_type"] == "exact"
+
+
+def test_file_level_copyright_holder_kept(tmp_path, reference):
+    rep = _copy_with(tmp_path, reference[0], {"loss.py": "# Copyright 2024 The Orbit Research Team.\n" + LOSS_BODY})
+    f = by_symbol(rep)["load_balancing_loss"]
+    assert f["attribution"]["status"] == "attributed"
+    assert f["attribution"]["evidence"][0]["level"] == "file"
+    assert not [x for x in rep["findings"] if x["kind"] == "notice-removed"]
+
+
+def test_file_level_import_of_reference_symbol(tmp_path, reference):
+    body = "from orbit.models.attention import load_balancing_loss as _upstream_loss\n" + LOSS_BODY
+    rep = _copy_with(tmp_path, reference[0], {"loss.py": body})
+    f = by_symbol(rep)["load_balancing_loss"]
+    assert f["attribution"]["status"] == "attributed"
+    assert f["attribution"]["evidence"][0]["line"] == 1
+
+
+def test_generated_from_banner(tmp_path, reference):
+    body = "# This file was automatically generated from orbit/models/attention.py. Do not edit.\n" + LOSS_BODY
+    f = by_symbol(_copy_with(tmp_path, reference[0], {"loss.py": body}))["load_balancing_loss"]
+    assert f["attribution"]["status"] == "attributed"
+
+
+def test_repo_level_credit_is_weak(tmp_path, reference):
+    rep = _copy_with(tmp_path, reference[0], {"loss.py": LOSS_BODY,
+                                              "THIRD_PARTY_NOTICES.md": "Parts of this code come from Orbit.\n"})
+    f = by_symbol(rep)["load_balancing_loss"]
+    assert f["attribution"]["status"] == "weak"
+    assert f["kind"] == "unattributed-copy" and f["severity"] == "warning"
+    assert f["attribution"]["evidence"][0] == {"level": "repo", "path": "THIRD_PARTY_NOTICES.md", "line": 1,
+                                               "text": "Parts of this code come from Orbit.",
+                                               "why": "THIRD_PARTY_NOTICES.md names orbit"}
+
+
+def test_notebook_cells(tmp_path, reference):
+    cells = [
+        {"cell_type": "markdown", "source": ["# Notes\n"]},
+        {"cell_type": "code", "source": ["%matplotlib inline\n", "import torch\n"]},
+        {"cell_type": "code", "source": [line + "\n" for line in LOSS_BODY.split("\n")[3:]]},
+    ]
+    sus = write_tree(tmp_path / "nb", {"explore.ipynb": json.dumps({"cells": cells, "nbformat": 4})})
+    _, rep = scan_json(tmp_path, sus, reference[0])
+    f = by_symbol(rep)["load_balancing_loss"]
+    assert f["path"] == "explore.ipynb" and f["cell"] == 3
+    assert f["start_line"] == 1 and f["clone_type"] == "exact"
+    assert rep["scanned"]["files"] == 1
+
+
+def test_syntax_errors_are_noted_and_the_rest_still_scanned(tmp_path, reference):
+    broken = LOSS_BODY + "\n\ndef broken(:\n    return )\n"
+    _, rep = scan_json(tmp_path, write_tree(tmp_path / "s", {"loss.py": broken}), reference[0])
+    assert "load_balancing_loss" in by_symbol(rep)
+    (note,) = [n for n in rep["notes"] if n["kind"] == "syntax-error"]
+    assert note["path"] == "loss.py" and note["lines"][0] >= LOSS_BODY.count("\n")
+
+
+def test_skips_are_listed(tmp_path, reference):
+    outside = tmp_path / "secret.py"
+    outside.write_text(LOSS_BODY)
+    sus = write_tree(tmp_path / "s", {"big.py": "x = 1\n" * 300_000, "blob.py": b"\x00\x01binary\x00",
+                                      "latin.py": b"# caf\xe9\n" + LOSS_BODY.encode()})
+    os.symlink(outside, sus / "escape.py")
+    os.symlink(sus, sus / "loop")
+    _, rep = scan_json(tmp_path, sus, reference[0])
+    reasons = {s["path"]: s["reason"] for s in rep["skipped"]}
+    assert "size cap" in reasons["big.py"]
+    assert "binary" in reasons["blob.py"]
+    assert "outside the tree" in reasons["escape.py"]
+    assert "loop" in reasons
+    # The symlinked copy outside the tree was not read; the invalid UTF-8 file was.
+    assert {f["path"] for f in rep["findings"] if f["kind"].endswith("copy")} == {"latin.py"}
+    assert any(n["kind"] == "invalid-utf8" and n["path"] == "latin.py" for n in rep["notes"])
+
+
+def test_max_file_size_flag(tmp_path, reference):
+    sus = write_tree(tmp_path / "s", {"loss.py": LOSS_BODY})
+    _, rep = scan_json(tmp_path, sus, reference[0], args=("--max-file-size", "100"))
+    assert rep["findings"] == [] and rep["skipped"][0]["path"] == "loss.py"
+
+
+def test_other_locations_counted(tmp_path, reference):
+    ref2 = write_tree(tmp_path / "ref2", {"a/loss.py": LOSS_BODY, "b/loss_copy.py": LOSS_BODY, "c/x.py": LOSS_BODY})
+    sus = write_tree(tmp_path / "s", {"mine.py": LOSS_BODY})
+    _, rep = scan_json(tmp_path, sus, ref2)
+    f = by_symbol(rep)["load_balancing_loss"]
+    assert f["reference"]["path"] == "a/loss.py"  # deterministic choice among equals
+    assert f["other_locations"]["count"] == 2
+    assert {o["path"] for o in f["other_locations"]["locations"]} == {"b/loss_copy.py", "c/x.py"}
+
+
+def test_tiny_fragments_are_not_findings(tmp_path):
+    small = "def add(a, b):\n    total = a + b\n    return total\n"
+    ref = write_tree(tmp_path / "r", {"m.py": small * 1})
+    sus = write_tree(tmp_path / "s", {"m.py": small})
+    code, rep = scan_json(tmp_path, sus, ref)
+    assert code == 0 and rep["findings"] == []
+
+
+def test_missing_license_flag(tmp_path, reference):
+    sus = write_tree(tmp_path / "s", {"lic.py": "# SPDX-License-Identifier: MIT\nx = compute(1, 2)\n",
+                                      "bare.py": "import os\nprint(os.getcwd())\n", "__init__.py": ""})
+    _, default = scan_json(tmp_path, sus, reference[0])
+    assert default["findings"] == []
+    _, rep = scan_json(tmp_path, sus, reference[0], args=("--missing-license",))
+    assert [(f["kind"], f["path"]) for f in rep["findings"]] == [("missing-license", "bare.py")]

@@ -174,7 +174,7 @@ def parse_unit(unit: SourceUnit) -> ParsedUnit:
             return False
         if node.child_count == 0 and node.parent is not None and t != "line_continuation":
             # Keywords, operators, punctuation, True/False/None: the same in both channels.
-            tok = _text(node) if not node.is_named else t
+            tok = _text(node)
             if tok.strip():
                 emit(tok, tok, line)
             return False

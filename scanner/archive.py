@@ -210,7 +210,9 @@ def extract_archive(
         # zlib/bz2/lzma errors surface as OSError/EOFError; encrypted or exotic zip
         # methods as RuntimeError/NotImplementedError.
         shutil.rmtree(tmp, ignore_errors=True)
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        text = str(exc).strip()
+        detail = text.splitlines()[0] if text else type(exc).__name__
+        detail = "".join(c if c.isprintable() else "?" for c in detail[:300])
         raise SourceError(f"cannot unpack {archive.name}: {detail}") from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -40,6 +40,8 @@ def render_text(report, *, color: bool = False) -> str:
                 if r.license:
                     ref += f" ({inert(r.license)})"
                 out.append(ref)
+                if r.provenance:
+                    out.append(f"    reference itself says (line {r.provenance['line']}): {inert(r.provenance['text'])[:160]}")
                 if r.copyright:
                     out.append(f"    reference notice: {inert('; '.join(r.copyright))}")
             if f.other_locations:

@@ -114,6 +114,19 @@ def _nearby_comments(unit: ParsedUnit, frag: Fragment) -> list[tuple[int, str]]:
     return [(ln, text) for ln, text in unit.comments if first <= ln <= frag.end_line]
 
 
+def provenance_note(unit: ParsedUnit, frag: Fragment) -> tuple[int, str] | None:
+    """The provenance comment just above a fragment ("# Copied from ..."), if it has one.
+
+    Used on the reference side: a reference fragment that says it is a copy is not the origin.
+    """
+    for ln, text in _nearby_comments(unit, frag):
+        if ln > frag.start_line:
+            break
+        if PROVENANCE_RE.search(text):
+            return ln, text.strip()
+    return None
+
+
 def _snippet_blocks(unit: ParsedUnit) -> list[tuple[int, int, list[tuple[int, str]]]]:
     """SPDX snippet blocks: (begin line, end line, tag lines inside)."""
     blocks, begin, tags = [], None, []

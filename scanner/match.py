@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from scanner.attribute import provenance_note
 from scanner.fingerprint import Params, UnitPrints, abstract_set, concrete_set, eligible, signature
 from scanner.parse import Fragment, ParsedUnit
 from signatures.minhash import MinHasher
@@ -84,6 +85,7 @@ class ReferenceCorpus:
         self.units: dict[tuple[int, int], _RefUnit] = {}
         self.common = np.empty(0, dtype=np.uint64)
         self._sets: dict[RefLoc, ShingleSets] = {}
+        self._notes: dict[RefLoc, tuple[int, str] | None] = {}
 
     def add(self, ref: int, units: list[ParsedUnit], prints: list[UnitPrints]) -> int:
         """Index every eligible fragment of one reference; return how many were indexed."""
@@ -145,6 +147,13 @@ class ReferenceCorpus:
     def shingle_sets(self, prints: UnitPrints, frag: Fragment) -> "ShingleSets":
         abstract = abstract_set(prints, frag, self.params.k)
         return ShingleSets(abstract, self.informative(abstract), concrete_set(prints, frag, self.params.k))
+
+    def copied_note(self, loc: RefLoc) -> tuple[int, str] | None:
+        """The reference fragment's own "Copied from ..." comment, if any (cached)."""
+        if loc not in self._notes:
+            unit, _, frag = self.fragment(loc)
+            self._notes[loc] = provenance_note(unit, frag)
+        return self._notes[loc]
 
     def informative(self, shingles: np.ndarray) -> np.ndarray:
         if len(self.common) == 0:
@@ -227,9 +236,10 @@ def comparable(a: Fragment, b: Fragment) -> bool:
     return _LEVEL[a.kind] == _LEVEL[b.kind]
 
 
-def _rank(m: tuple[float, float, RefLoc, Fragment]) -> tuple:
+def _rank(m: tuple[float, float, RefLoc, Fragment], corpus: "ReferenceCorpus") -> tuple:
+    """Best first: most similar; among equals, the origin before fragments that say they are copies."""
     sim, csim, loc, frag = m
-    return (-round(sim, 6), -round(csim, 6), loc.ref, loc.unit, frag.start_line)
+    return (-round(sim, 6), -round(csim, 6), corpus.copied_note(loc) is not None, loc.ref, loc.unit, frag.start_line)
 
 
 def find_matches(units: list[ParsedUnit], prints: list[UnitPrints], corpus: ReferenceCorpus,
@@ -260,7 +270,7 @@ def find_matches(units: list[ParsedUnit], prints: list[UnitPrints], corpus: Refe
                     verified.append((*checked, loc, r_frag))
             if not verified:
                 continue
-            verified.sort(key=_rank)
+            verified.sort(key=lambda v: _rank(v, corpus))
             sim, csim, best, r_frag = verified[0]
             _, r_pr, _ = corpus.fragment(best)
             kind = clone_type(pr, frag, r_pr, r_frag)
@@ -290,6 +300,7 @@ def _fold(unit: ParsedUnit, matched: dict[int, Match], corpus: ReferenceCorpus) 
     that file" says less than "this class is that class".
     """
     tops: list[Match] = []
+    placed: dict[int, RefLoc] = {}  # member -> where it sits inside its host's reference fragment
     for fi in sorted(matched):  # parents come before their children
         m = matched[fi]
         host = None
@@ -305,14 +316,17 @@ def _fold(unit: ParsedUnit, matched: dict[int, Match], corpus: ReferenceCorpus) 
             tops.append(m)
             continue
         anc, loc = host
-        if loc != m.ref:  # the same code exists in many places: name the one inside the ancestor's source
-            m.others = [m.ref, *[o for o in m.others if o != loc]]
-            m.ref = loc
         anc.members.append(m)
+        placed[id(m)] = loc
     out: list[Match] = []
     for m in tops:
         while unit.fragments[m.frag].kind in ("module", "cell") and len(m.members) == 1:
             m = m.members[0]
+        for member in descendants(m):
+            loc = placed[id(member)]
+            if loc != member.ref:  # the same code is in many places: name the one inside the host's source
+                member.others = [member.ref, *[o for o in member.others if o != loc]]
+                member.ref = loc
         out.append(m)
     return out
 

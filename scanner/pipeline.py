@@ -206,8 +206,10 @@ def _ref_location(refs: list[Tree], corpus: ReferenceCorpus, loc: RefLoc, with_n
     copyright_lines = [c.text for c in info.copyrights] if info else []
     if with_notice and not copyright_lines:
         copyright_lines = ref.repo_holders
+    note = corpus.copied_note(loc)
     return Location(ref.name, unit.path, frag.start_line, frag.end_line, frag.symbol, unit.cell,
-                    (info.spdx if info and info.spdx else ref.license), copyright_lines)
+                    (info.spdx if info and info.spdx else ref.license), copyright_lines,
+                    {"line": note[0], "text": note[1]} if note else None)
 
 
 def _copy_findings(scanned: Tree, refs: list[Tree], corpus: ReferenceCorpus, matches: list[Match]) -> list[Finding]:

@@ -24,10 +24,13 @@ class Location:
     cell: int | None = None
     license: str | None = None
     copyright: list[str] = field(default_factory=list)
+    provenance: dict | None = None  # the reference's own "Copied from ..." comment: it is not the origin
 
     def to_dict(self) -> dict:
         out = {"name": self.name, "path": self.path, "start_line": self.start_line, "end_line": self.end_line,
                "symbol": self.symbol, "license": self.license, "copyright": list(self.copyright)}
+        if self.provenance:
+            out["provenance"] = self.provenance
         if self.cell is not None:
             out["cell"] = self.cell
         return out

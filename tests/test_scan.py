@@ -204,3 +204,14 @@ def test_missing_license_flag(tmp_path, reference):
     assert default["findings"] == []
     _, rep = scan_json(tmp_path, sus, reference[0], args=("--missing-license",))
     assert [(f["kind"], f["path"]) for f in rep["findings"]] == [("missing-license", "bare.py")]
+
+
+def test_origin_preferred_over_annotated_copies_in_the_reference(tmp_path):
+    annotated = LOSS_BODY.replace("def load_balancing_loss", "# Copied from zoo.b_origin.load_balancing_loss\ndef load_balancing_loss")
+    ref = write_tree(tmp_path / "zoo", {"zoo/a_copy.py": annotated, "zoo/b_origin.py": LOSS_BODY})
+    _, rep = scan_json(tmp_path, write_tree(tmp_path / "s", {"mine.py": LOSS_BODY}), ref)
+    f = by_symbol(rep)["load_balancing_loss"]
+    assert f["reference"]["path"] == "zoo/b_origin.py" and "provenance" not in f["reference"]
+    (other,) = f["other_locations"]["locations"]
+    assert other["path"] == "zoo/a_copy.py"
+    assert other["provenance"]["text"] == "# Copied from zoo.b_origin.load_balancing_loss"

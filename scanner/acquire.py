@@ -12,6 +12,7 @@ so a second acquire of the same thing is a directory lookup.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -697,6 +698,21 @@ def _acquire_pypi(
     norm = _normalize_name(name)
     pdir = cache / "pypi"
     notes: list[str] = []
+    # A pinned version was resolved before: reuse the unpacked copy without asking the index.
+    pin = pdir / f"{norm}=={version}.json" if version else None
+    if pin is not None and pin.is_file():
+        try:
+            known = json.loads(pin.read_text(encoding="utf-8"))
+            dest = pdir / known["key"]
+            if dest.is_dir() and "/" not in known["key"]:
+                notes_file = pdir / f"{known['key']}.notes"
+                if notes_file.is_file():
+                    notes += [ln for ln in notes_file.read_text(encoding="utf-8").splitlines() if ln]
+                root = dest / known["subdir"] if known.get("subdir") else dest
+                return Acquired(root=root, source=spec, kind="pypi", commit=None, version=known["version"],
+                                url=known["file"], name=name, notes=notes)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # a damaged pointer only costs a new download
     with tempfile.TemporaryDirectory(prefix=".tmp-download-", dir=pdir) as td:
         pip_dir, sdist_dir = Path(td, "pip"), Path(td, "sdist")
         pip_dir.mkdir()
@@ -731,6 +747,11 @@ def _acquire_pypi(
         entries = list(dest.iterdir())
         if len(entries) == 1 and entries[0].is_dir():
             root = entries[0]  # sdists wrap everything in NAME-VERSION/
+    if pin is not None:
+        tmp_pin = pin.with_suffix(f".tmp{os.getpid()}")
+        tmp_pin.write_text(json.dumps({"key": key, "version": dist_version, "file": dist.name,
+                                       "subdir": root.name if root != dest else None}), encoding="utf-8")
+        os.replace(tmp_pin, pin)
     return Acquired(
         root=root, source=spec, kind="pypi", commit=None, version=dist_version,
         url=dist.name, name=name, notes=notes,

@@ -506,6 +506,30 @@ def test_pypi_wheel(dists: Dists, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert again.root == got.root and again.version == "0.1"
 
 
+def test_pypi_pinned_version_reused_without_the_index(dists: Dists, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    _offline(monkeypatch, dists.wheels)
+    got = acquire("pypi:tinypkg==0.1", tmp_path / "cache")
+    empty = tmp_path / "empty-index"
+    empty.mkdir()
+    _offline(monkeypatch, empty)  # the index no longer has it: only the cache can answer
+    again = acquire("pypi:tinypkg==0.1", tmp_path / "cache")
+    assert (again.root, again.version, again.url) == (got.root, "0.1", got.url)
+    with pytest.raises(SourceError):
+        acquire("pypi:tinypkg==0.2", tmp_path / "cache")
+
+
+def test_pypi_pinned_sdist_reused_keeps_its_root(dists: Dists, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    _offline(monkeypatch, dists.only_01)
+    got = acquire("pypi:tinypkg==0.1", tmp_path / "cache")
+    empty = tmp_path / "empty-index"
+    empty.mkdir()
+    _offline(monkeypatch, empty)
+    again = acquire("pypi:tinypkg==0.1", tmp_path / "cache")
+    assert again.root == got.root and again.root.name.startswith("tinypkg-0.1")
+
+
 def test_pypi_cwd_cannot_shadow_pip(dists: Dists, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Scanning from inside an untrusted tree: its pip/ package must not be what runs.
     marker = tmp_path / "fake-pip-ran"

@@ -85,6 +85,7 @@ class LicenseInfo:
 # again ("deepseek" inside "deepseek license agreement").
 
 _Spec = dict[str, tuple]
+_Span = tuple[int, int]  # [start, end) in the normalised buffer
 
 _GNU_ALSO = (
     "this program is free software",
@@ -102,7 +103,7 @@ def _gnu(kind: str, names: tuple[str, ...], version: str, dated_title: str) -> d
     markers = tuple(
         m
         for v in versions
-        for m in (f"version {v} of the license", *(f"{n} version {v}" for n in names),
+        for m in (f"version {v} of the license", f"either version {v}", *(f"{n} version {v}" for n in names),
                   *(f"version {v} of the {n}" for n in names), *(f"{n} v{v}" for n in names))
     )
     or_later = ("(at your option) any later version",
@@ -270,6 +271,8 @@ class _Rule:
     requires: tuple[tuple[str, ...], ...]
     excludes: tuple[str, ...]
     full: tuple[str, ...]
+    phrases: frozenset[str]  # everything to look for
+    strong: frozenset[str]  # keys and required wording: where evidence starts
 
 
 @cache
@@ -283,8 +286,10 @@ def _rules() -> tuple[_Rule, ...]:
             weights.setdefault(_norm(p), 1)
         keys = frozenset(_norm(p) for p in (*spec.get("declare", ()), *spec.get("key", ())))
         requires = tuple(tuple(_norm(a) for a in g) for g in spec.get("requires", ()))
-        rules.append(_Rule(spdx, weights, keys, requires, tuple(_norm(p) for p in spec.get("excludes", ())),
-                           tuple(_norm(p) for p in spec.get("full", ()))))
+        excludes = tuple(_norm(p) for p in spec.get("excludes", ()))
+        full = tuple(_norm(p) for p in spec.get("full", ()))
+        rules.append(_Rule(spdx, weights, keys, requires, excludes, full, frozenset(weights).union(excludes, full),
+                           keys.union(a for g in requires for a in g)))
     return tuple(rules)
 
 
@@ -307,7 +312,7 @@ class _Normalised:
     def line_of(self, offset: int) -> int:
         return bisect_right(self.starts, offset)  # 1-based: index of last line starting at or before offset, +1
 
-    def occurrences(self, phrase: str, limit: int = 64) -> list[tuple[int, int]]:
+    def occurrences(self, phrase: str, limit: int = 64) -> list[_Span]:
         pattern = f" {phrase} "
         out = []
         i = self.buf.find(pattern)
@@ -343,23 +348,53 @@ def _mask_gnu_appendix(buf: str) -> str:
 # --------------------------------------------------------------------------------------------
 # Licence detection
 # --------------------------------------------------------------------------------------------
+# A licence's wording sits together: judge each key phrase's neighbourhood on its own, so that one
+# text holding several licences (NOTICE, THIRD_PARTY, Debian copyright files) does not let the
+# advertising clause of a BSD-4 block veto the BSD-3 block above it. Sizes are in normalised chars.
+_WINDOW_BEFORE = 500
+_WINDOW_AFTER = 3000
+
+
 def _match_rule(rule: _Rule, norm: _Normalised) -> tuple[int, int, str] | None:
-    """(evidence start, evidence end, how) when the rule's wording is present, else None."""
-    if any(norm.occurrences(p, 1) for p in rule.excludes):
+    """(evidence start, evidence end, how) for the first place the rule's wording is present, else None."""
+    found = {p: occ for p in rule.phrases if (occ := norm.occurrences(p))}
+    anchors = sorted((s, p) for p in rule.keys if p in found for s in found[p])
+    judged_until = -1
+    for start, phrase in anchors:
+        if start[0] < judged_until:
+            continue  # same notice as a window already judged: a later anchor must not escape its excludes
+        # a key phrase seen a second time starts another notice; so does an earlier copy of the anchor
+        lo = max([start[0] - _WINDOW_BEFORE] + [e for _, e in found[phrase] if e <= start[0]])
+        hi = start[1] + _WINDOW_AFTER
+        for key in rule.keys.intersection(found):
+            later = [s for s, _ in found[key] if s >= start[0]]
+            if len(later) > 1:
+                hi = min(hi, later[1])
+        local = {p: inside for p, occ in found.items() if (inside := [o for o in occ if lo <= o[0] and o[1] <= hi])}
+        verdict = _judge(rule, local)
+        if verdict:
+            return verdict
+        judged_until = hi
+    return None
+
+
+def _judge(rule: _Rule, found: dict[str, list[_Span]]) -> tuple[int, int, str] | None:
+    if any(p in found for p in rule.excludes):
         return None
-    found = {p: occ for p in rule.weights if (occ := norm.occurrences(p))}
     if not all(any(a in found for a in group) for group in rule.requires):
         return None
-    counted: dict[str, tuple[int, int]] = {}
-    for phrase, occ in found.items():
-        longer = [o for q, qocc in found.items() if len(q) > len(phrase) for o in qocc]
+    scored = {p: occ for p, occ in found.items() if p in rule.weights}
+    counted: dict[str, _Span] = {}
+    for phrase, occ in scored.items():
+        longer = [o for q, qocc in scored.items() if len(q) > len(phrase) for o in qocc]
         free = next((s for s in occ if not any(o[0] <= s[0] and s[1] <= o[1] for o in longer)), None)
         if free is not None:
             counted[phrase] = free
     if sum(rule.weights[p] for p in counted) < 2 or not rule.keys.intersection(counted):
         return None
-    start, end = min(counted.values())
-    how = "full-text" if any(norm.occurrences(p, 1) for p in rule.full) else "header"
+    # quote where the licence's own wording starts, not generic text ("free software") nearby
+    start, end = min(span for p, span in counted.items() if p in rule.strong)
+    how = "full-text" if any(p in found for p in rule.full) else "header"
     return start, end, how
 
 
@@ -503,10 +538,12 @@ _ASSIGN_COPY_RE = re.compile(r"""^(?:__)?copyright(?:__)?\s*[:=]\s*[a-z]?(["'])(
 _MARK = r"(?:copyright\b|copr\.|\(c\)|©|&copy;)"
 _COPY_LEAD_RE = re.compile(rf"^(?:portions?\s+)?(?P<marks>(?:{_MARK}\s*[:,]?\s*)+)", re.I)
 _YEAR = r"(?:19|20)\d{2}"
-_YEAR_RANGE = rf"{_YEAR}(?:\s*[-–—]\s*(?:{_YEAR}|\d{{2}}|present|now))?"
+# "2019-2024", "2019-24", "2017-present", "2017 to present", open "2017-" (written before a space)
+_YEAR_RANGE = rf"{_YEAR}(?:\s*(?:[-–—]+|\bto\b)\s*(?:{_YEAR}\b|\d{{2}}\b|present\b|now\b)|[-–—](?=\s))?"
 _YEARS = rf"{_YEAR_RANGE}(?:\s*,\s*{_YEAR_RANGE})*"
 _LEAD_YEARS_RE = re.compile(rf"^(?P<years>{_YEARS})(?=$|[\s,.:;])[\s,.:;]*(?P<holder>.*)$", re.I)
-_TRAIL_YEARS_RE = re.compile(rf"^(?P<holder>.*?)[\s,]+\(?(?P<years>{_YEARS})\)?\s*\.?$", re.I)
+# "Holder 2024", "Holder, 2019-2024.", "Holder 2013. BSD license, see LICENSE" (a sentence may follow)
+_TRAIL_YEARS_RE = re.compile(rf"^(?P<holder>.*?)[\s,]+\(?(?P<years>{_YEARS})\)?\s*(?:\.(?:\s.*)?)?$", re.I)
 # Lines that talk about copyright inside licence texts rather than claim it.
 _BOILERPLATE_RE = re.compile(
     r"above copyright notice|copyright notice and this permission notice|copyright holders and contributors"
@@ -519,9 +556,12 @@ _PROSE_STARTS = frozenset({
     "holder", "holders", "owner", "owners", "notice", "notices", "license", "licence", "licenses", "licences",
     "law", "laws", "and", "or", "of", "to", "is", "in", "for", "on", "by", "statement", "statements",
     "protection", "infringement", "claim", "claims", "interest", "interests", "information", "assignment",
-    "ownership", "status", "yyyy", "year", "date", "act", "office", "may", "shall",
+    "ownership", "status", "yyyy", "year", "date", "act", "office", "may", "shall", "this", "these", "see",
+    "none", "no", "not", "unknown", "public",
 })
-_RESERVED_RE = re.compile(r"[\s,.;:\-–—]*\ball rights reserved\b.*$", re.I)
+# Template placeholders ("{__author__}", "%s", "${owner}") and public-domain dedications are not holders.
+_NOT_HOLDER_RE = re.compile(r"[{}]|%s|\$\{|\bpublic domain\b", re.I)
+_RESERVED_RE = re.compile(r"[\s,.;:\-–—]*\ball rights reserved\b.*$|\.\s+all(?:\s+rights)?$", re.I)  # or wrapped
 _LICENSE_TAIL_RE = re.compile(r"[\s,.;:\-–—]*\b(?:licensed|released|distributed)\s+under\b.*$"
                               r"|\s*SPDX-License-Identifier.*$", re.I)
 _ANGLE_RE = re.compile(r"\s*<[^>]*>")
@@ -535,7 +575,7 @@ def _clean_holder(raw: str) -> str:
     h = _LICENSE_TAIL_RE.sub("", h)
     h = _PAREN_URL_RE.sub("", _ANGLE_RE.sub("", h))
     h = re.sub(rf"^(?:{_MARK}\s*)+", "", h.strip(), flags=re.I)
-    h = re.sub(r"^by\s+", "", h, flags=re.I)
+    h = re.sub(r"^(?:[-–—:,;]\s*)*(?:by\s+)?", "", h, flags=re.I)
     h = h.strip(" \t\"'`")
     while True:  # trailing punctuation, except the period of "Inc." and friends
         stripped = h.rstrip(" \t,;:-–—\"'`")
@@ -573,7 +613,7 @@ def _parse_copyright(cleaned: str) -> tuple[str | None, str] | None:
     elif ym := _TRAIL_YEARS_RE.match(_RESERVED_RE.sub("", rest)):
         years, rest = ym.group("years"), ym.group("holder")
     holder = _clean_holder(rest)
-    if not holder or not any(c.isalpha() for c in holder) or len(holder) > 200:
+    if not holder or not any(c.isalpha() for c in holder) or len(holder) > 200 or _NOT_HOLDER_RE.search(holder):
         return None
     if years is None:  # prose about copyright never carries a year right after the word
         if holder.split()[0].lower().strip(",.;:") in _PROSE_STARTS or holder.lower().startswith("the above"):
@@ -581,14 +621,15 @@ def _parse_copyright(cleaned: str) -> tuple[str | None, str] | None:
         if not explicit and not (holder[0].isupper() or holder[0].isdigit()):
             return None  # "copyright is held by ..." style prose
     if years is not None:
-        years = re.sub(r"\s*,\s*", ", ", re.sub(r"\s*[-–—]\s*", "-", years))
+        years = re.sub(r"\s*,\s*", ", ", re.sub(r"\s*(?:[-–—]+|\bto\b)\s*", "-", years))
     return years, holder
 
 
 def _copyrights(lines: list[str]) -> list[Copyright]:
     out = []
     for i, line in enumerate(lines, 1):
-        if "opyright" not in line and "(c)" not in line.lower() and "©" not in line and "&copy;" not in line.lower():
+        low = line.lower()
+        if "copyright" not in low and "(c)" not in low and "©" not in low and "&copy;" not in low and "copr." not in low:
             continue  # cheap pre-filter; most lines say nothing about copyright
         cleaned = _clean_line(line)
         parsed = _parse_copyright(cleaned)

@@ -19,6 +19,7 @@ from signatures.minhash import MinHasher
 
 # Alignment is quadratic in the worst case: beyond this many shingles a side, report whole ranges.
 _MAX_ALIGN = 20000
+_ESTIMATE_MARGIN = 0.2
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class ReferenceCorpus:
         self.units: dict[tuple[int, int], _RefUnit] = {}
         self.common = np.empty(0, dtype=np.uint64)
         self._sets: dict[RefLoc, ShingleSets] = {}
+        self.signatures: dict[str, np.ndarray] = {}  # LSH key -> MinHash values
         self._notes: dict[RefLoc, tuple[int, str] | None] = {}
 
     def add(self, ref: int, units: list[ParsedUnit], prints: list[UnitPrints]) -> int:
@@ -100,7 +102,10 @@ class ReferenceCorpus:
                     shingles = abstract_set(pr, frag, k)
                     if len(shingles) == 0:
                         continue
-                    session.insert(RefLoc(ref, ui, fi).key(), self.hasher.to_datasketch(signature(self.hasher, shingles)))
+                    sig = signature(self.hasher, shingles)
+                    key = RefLoc(ref, ui, fi).key()
+                    self.signatures[key] = sig
+                    session.insert(key, self.hasher.to_datasketch(sig))
                     indexed += 1
         return indexed
 
@@ -130,7 +135,7 @@ class ReferenceCorpus:
         self._sets.clear()
 
     def fragment(self, loc: RefLoc) -> tuple[ParsedUnit, UnitPrints, Fragment]:
-        ru = self.units[(loc.ref, loc.unit)]
+        ru = self.units[loc.ref, loc.unit]
         return ru.unit, ru.prints, ru.unit.fragments[loc.frag]
 
     def sets(self, loc: RefLoc) -> "ShingleSets":
@@ -255,12 +260,17 @@ def find_matches(units: list[ParsedUnit], prints: list[UnitPrints], corpus: Refe
             s_abs = abstract_set(pr, frag, p.k)
             if len(s_abs) == 0:
                 continue
-            keys = corpus.lsh.query(corpus.hasher.to_datasketch(signature(corpus.hasher, s_abs)))
+            sig = signature(corpus.hasher, s_abs)
+            keys = corpus.lsh.query(corpus.hasher.to_datasketch(sig))
             if not keys:
                 continue
             s_sets = ShingleSets(s_abs, corpus.informative(s_abs), concrete_set(pr, frag, p.k))
             verified = []
             for key in keys:
+                # Cheap rejection by the MinHash estimate, far enough below the threshold (4.5 standard
+                # deviations at 128 permutations) never to drop a pair that exact verification would keep.
+                if np.count_nonzero(corpus.signatures[key] == sig) < (p.min_similarity - _ESTIMATE_MARGIN) * p.num_perm:
+                    continue
                 loc = RefLoc.from_key(key)
                 r_frag = corpus.fragment(loc)[2]
                 if not comparable(frag, r_frag):

@@ -121,16 +121,33 @@ def parse_unit(unit: SourceUnit) -> ParsedUnit:
     # Open definitions: (fragment index, node id of the definition, name).
     open_defs: list[tuple[int, int, str]] = []
 
-    def emit(a: str, c: str, line: int) -> None:
-        abstract.append(a)
-        concrete.append(c)
-        lines.append(line)
-
     def enter(node) -> bool:
         """Handle a node on the way down; return whether to visit its children."""
         t = node.type
-        if t == "comment":
-            comments.append((node.start_point[0] + 1, _text(node)))
+        if node.child_count == 0:  # leaves first: most nodes are leaves
+            if node.is_missing:
+                errors.append(node.start_point[0] + 1)
+                return False
+            line = node.start_point[0] + 1
+            text = node.text.decode("utf-8", errors="replace")
+            if t == "identifier":
+                abstract.append("ID")
+            elif t == "comment":
+                comments.append((line, text))
+                return False
+            elif t in _NUMBERS:
+                abstract.append("NUM")
+            elif t == "line_continuation" or node.parent is None or not text.strip():
+                return False
+            else:  # keywords, operators, punctuation, True/False/None: the same in both channels
+                abstract.append(text)
+            concrete.append(text)
+            lines.append(line)
+            return False
+        if t in _STRINGS:
+            abstract.append("STR")
+            concrete.append(_text(node)[:_MAX_LITERAL])
+            lines.append(node.start_point[0] + 1)
             return False
         if t in _DEFINITIONS:
             name_node = node.child_by_field_name("name")
@@ -151,33 +168,15 @@ def parse_unit(unit: SourceUnit) -> ParsedUnit:
             # Decorator tokens belong to the definition's fragment: remember where they start.
             _decorator_tokens[node.id] = len(abstract)
             return True
-        if _is_docstring(node):
+        if t == "expression_statement" and _is_docstring(node):
             s = node.start_point[0] + 1
             for offset, line in enumerate(_text(node).split("\n")):
                 comments.append((s + offset, line))
             return False
-        if t in ("import_statement", "import_from_statement"):
+        if t == "import_statement" or t == "import_from_statement":
             imports.extend(_imports(node))
-        if t == "ERROR" or node.is_missing:
+        elif t == "ERROR":
             errors.append(node.start_point[0] + 1)
-            if node.is_missing:
-                return False
-        line = node.start_point[0] + 1
-        if t in _STRINGS:
-            emit("STR", _text(node)[:_MAX_LITERAL], line)
-            return False
-        if t in _NUMBERS:
-            emit("NUM", _text(node), line)
-            return False
-        if t == "identifier":
-            emit("ID", _text(node), line)
-            return False
-        if node.child_count == 0 and node.parent is not None and t != "line_continuation":
-            # Keywords, operators, punctuation, True/False/None: the same in both channels.
-            tok = _text(node)
-            if tok.strip():
-                emit(tok, tok, line)
-            return False
         return True
 
     def leave(node) -> None:

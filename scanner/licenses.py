@@ -308,17 +308,21 @@ class _Normalised:
                 parts.append(chunk)
                 size += len(chunk)
         self.buf = _mask_gnu_appendix("".join(parts))
+        self._seen: dict[str, list[_Span]] = {}  # rules share phrases (the twelve GNU rules most)
 
     def line_of(self, offset: int) -> int:
         return bisect_right(self.starts, offset)  # 1-based: index of last line starting at or before offset, +1
 
     def occurrences(self, phrase: str, limit: int = 64) -> list[_Span]:
+        if (cached := self._seen.get(phrase)) is not None:
+            return cached
         pattern = f" {phrase} "
         out = []
         i = self.buf.find(pattern)
         while i != -1 and len(out) < limit:
             out.append((i + 1, i + 1 + len(phrase)))
             i = self.buf.find(pattern, i + 1)
+        self._seen[phrase] = out
         return out
 
 
@@ -357,6 +361,8 @@ _WINDOW_AFTER = 3000
 
 def _match_rule(rule: _Rule, norm: _Normalised) -> tuple[int, int, str] | None:
     """(evidence start, evidence end, how) for the first place the rule's wording is present, else None."""
+    if not any(norm.occurrences(k) for k in rule.keys):
+        return None  # the common case: none of this licence's own wording, skip its other phrases
     found = {p: occ for p in rule.phrases if (occ := norm.occurrences(p))}
     anchors = sorted((s, p) for p in rule.keys if p in found for s in found[p])
     judged_until = -1

@@ -169,6 +169,8 @@ def file_evidence(unit: ParsedUnit, file_holders: list[str], ref_holders: list[s
                 break
         if GENERATED_RE.search(text) and terms.named_in(text, {ref_module}):
             evidence.append(Evidence("file", unit.path, ln, text.strip(), "generated-from banner names the reference"))
+        elif PROVENANCE_RE.search(text) and terms.named_in(text):
+            evidence.append(Evidence("file", unit.path, ln, text.strip(), "provenance comment in the file names the reference"))
     top = ref_symbol.split(".")[0] if ref_symbol else None
     for imp in unit.imports:
         package = imp.module.split(".")[0]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ class Tree:
     repo_licenses: list[dict]  # licence/notice files at the root: path, spdx, copyright
     documents: list[tuple[str, str]]  # root-level credit files (NOTICE, README, ...) as text
     packages: set[str]  # top-level package names
+    homepages: set[str] = field(default_factory=set)  # project URLs declared in package metadata
 
     @property
     def license(self) -> str | None:
@@ -78,6 +80,7 @@ class Tree:
     def terms(self) -> ReferenceTerms:
         names = {self.name, self.acquired.name} | self.packages
         urls = {url_key(self.acquired.url)} if self.acquired.kind in ("git", "hf") and self.acquired.url else set()
+        urls |= self.homepages
         if self.acquired.kind == "pypi":
             urls.add(f"pypi.org/project/{self.acquired.name.lower()}")
         if "/" in self.acquired.name:  # hf ORG/NAME or git org/repo
@@ -113,7 +116,34 @@ def load_tree(spec: str, name: str | None, options: ScanOptions, status=None) ->
     skipped = [{"path": s.path, "reason": s.reason} for s in walked.skipped]
     skipped += [{"path": "", "reason": note} for note in acquired.notes]
     return Tree(name or acquired.name, acquired, units, prints, walked.files, skipped, notes, file_info,
-                repo_licenses, documents, packages)
+                repo_licenses, documents, packages, _metadata_urls(acquired.root, walked.other_files))
+
+
+_URL_LABELS = re.compile(r"^(home-?page|homepage|source|source code|repository|code|github)$", re.IGNORECASE)
+
+
+def _metadata_urls(root: Path, others: list[str]) -> set[str]:
+    """Home and source URLs a package declares (wheel METADATA, sdist PKG-INFO): they name it in comments."""
+    urls: set[str] = set()
+    for rel in others:
+        if rel.count("/") > 1 or not rel.endswith(("METADATA", "PKG-INFO")):
+            continue
+        try:
+            head = (root / rel).read_bytes()[:65536].decode("utf-8", errors="replace")
+        except OSError:
+            continue
+        for line in head.split("\n"):
+            if not line.strip():
+                break  # headers end at the first blank line; the long description follows
+            key, _, value = line.partition(":")
+            if key.lower() == "home-page" and "://" in value:
+                urls.add(url_key(value))
+            elif key.lower() == "project-url":
+                label, _, url = value.partition(",")
+                if _URL_LABELS.match(label.strip()) and "://" in url:
+                    urls.add(url_key(url))
+    # Bare hosts ("github.com") would name every project on them.
+    return {u for u in urls if u.count("/") >= 1 and len(u.split("/", 1)[1]) >= 3}
 
 
 def _top_package(path: str) -> str | None:

@@ -215,3 +215,22 @@ def test_origin_preferred_over_annotated_copies_in_the_reference(tmp_path):
     (other,) = f["other_locations"]["locations"]
     assert other["path"] == "zoo/a_copy.py"
     assert other["provenance"]["text"] == "# Copied from zoo.b_origin.load_balancing_loss"
+
+
+def test_url_declared_in_package_metadata_attributes(tmp_path, reference):
+    ref_root, _ = reference
+    meta = ref_root / "orbit-1.0.dist-info" / "METADATA"
+    meta.parent.mkdir()
+    meta.write_text("Metadata-Version: 2.1\nName: orbit\nVersion: 1.0\n"
+                    "Project-URL: Source, https://git.example.org/orbit-research/orbit-models\n\nlong text\n")
+    body = "# Loss from https://git.example.org/orbit-research/orbit-models/blob/main/orbit/models/attention.py\n"
+    f = by_symbol(_copy_with(tmp_path, ref_root, {"loss.py": body + LOSS_BODY}))["load_balancing_loss"]
+    assert f["attribution"]["status"] == "attributed"
+    assert f["attribution"]["evidence"][0]["why"] == "URL of the reference"
+
+
+def test_provenance_comment_elsewhere_in_the_file_is_file_level(tmp_path, reference):
+    body = "# Parts of this module are adapted from Orbit.\n\n" + LOSS_BODY
+    f = by_symbol(_copy_with(tmp_path, reference[0], {"loss.py": body}))["load_balancing_loss"]
+    (ev,) = f["attribution"]["evidence"]
+    assert (ev["level"], ev["line"]) == ("file", 1)

@@ -234,3 +234,37 @@ def test_provenance_comment_elsewhere_in_the_file_is_file_level(tmp_path, refere
     f = by_symbol(_copy_with(tmp_path, reference[0], {"loss.py": body}))["load_balancing_loss"]
     (ev,) = f["attribution"]["evidence"]
     assert (ev["level"], ev["line"]) == ("file", 1)
+
+
+SCAFFOLD = """\
+class Block{i}(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.gate = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.up = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.down = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+        self.act = ACT2FN[config.hidden_act]
+        self.drop = nn.Dropout(config.dropout_rate)
+        self.extra = {extra}
+"""
+SCAFFOLD_RENAMED = """\
+class Mixer(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.w1 = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
+        self.w3 = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
+        self.w2 = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
+        self.fn = ACTIVATIONS[cfg.activation]
+        self.dp = nn.Dropout(cfg.p)
+        self.scale = cfg.alpha * 2
+"""
+
+
+@pytest.mark.parametrize("n_refs, found", [(1, True), (60, False)])
+def test_boilerplate_shared_across_references_is_not_a_finding(tmp_path, n_refs, found):
+    """The same scaffold with other names: a finding against one reference, boilerplate against many."""
+    blocks = [SCAFFOLD.format(i=i, extra=" + ".join(["config.hidden_size"] * (i + 1))) for i in range(n_refs)]
+    ref = write_tree(tmp_path / "ref", {"blocks.py": "from torch import nn\n\n\n" + "\n\n".join(blocks)})
+    sus = write_tree(tmp_path / "sus", {"mixer.py": "from torch import nn\n\n\n" + SCAFFOLD_RENAMED})
+    _, rep = scan_json(tmp_path, sus, ref, args=("--min-tokens", "30"))
+    assert bool([f for f in rep["findings"] if f["kind"].endswith("copy")]) is found

@@ -85,14 +85,24 @@ def _options(args):
 
 
 def _status_callback():
-    """Progress on stderr when a person is watching; silent in pipes and CI logs."""
+    """A progress bar on stderr when a person is watching; silent in pipes and CI logs."""
     if not sys.stderr.isatty():
         return None, None
     from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    status = Console(stderr=True).status("starting")
-    status.start()
-    return (lambda text: status.update(text)), status
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+    task = progress.add_task("starting", total=None)
+    progress.start()
+
+    def update(text: str, done: int | None = None, total: int | None = None) -> None:
+        if total is None:  # a phase without a count: an indeterminate bar
+            progress.reset(task, description=text, total=None)
+        else:
+            progress.update(task, description=text, completed=done or 0, total=total)
+
+    return update, progress
 
 
 def cmd_scan(args) -> int:

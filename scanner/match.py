@@ -290,7 +290,7 @@ def find_matches(units: list[ParsedUnit], prints: list[UnitPrints], corpus: Refe
                                 [v[2] for v in verified[1:]])
         results.extend(_fold(unit, matched, corpus))
         if progress is not None:
-            progress()
+            progress(ui + 1)
     return results
 
 

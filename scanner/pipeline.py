@@ -91,7 +91,7 @@ class Tree:
 def load_tree(spec: str, name: str | None, options: ScanOptions, status=None) -> Tree:
     acquired = acquire(spec, options.cache_dir, timeout=options.timeout)
     if status:
-        status(f"walking {spec}")
+        status(f"reading {spec}")
     walked = walk_tree(acquired.root, max_file_size=options.max_file_size)
     units: list[ParsedUnit] = []
     prints: list[UnitPrints] = []
@@ -99,8 +99,8 @@ def load_tree(spec: str, name: str | None, options: ScanOptions, status=None) ->
     file_info: dict[str, LicenseInfo] = {}
     cache: dict[str, int] = {}
     for i, source in enumerate(walked.units):
-        if status and i % 200 == 0:
-            status(f"parsing {spec}: {i}/{len(walked.units)} units")
+        if status and i % 50 == 0:
+            status(f"parsing {spec}", i, len(walked.units))
         unit = parse_unit(source)
         units.append(unit)
         prints.append(fingerprint_unit(unit, options.params, cache))
@@ -190,9 +190,9 @@ def scan(source: str, references: list[tuple[str | None, str]], options: ScanOpt
             status(f"indexing reference {ref.name}")
         indexed.append(corpus.add(ri, ref.units, ref.prints))
     corpus.compute_common()
-    if status:
-        status(f"matching {len(scanned.units)} units")
-    matches = find_matches(scanned.units, scanned.prints, corpus)
+    total = len(scanned.units)
+    progress = (lambda done: status("matching", done, total) if done % 20 == 0 else None) if status else None
+    matches = find_matches(scanned.units, scanned.prints, corpus, progress)
     findings = _copy_findings(scanned, refs, corpus, matches)
     findings += _notice_findings(scanned, refs, corpus, matches, findings)
     if options.missing_license:

@@ -281,7 +281,12 @@ def _one_line(exc: BaseException) -> str:
 
 def _redact(url: str) -> str:
     """Mask a password or token in a URL so it never reaches a report or message."""
-    return re.sub(r"(://[^/@:\s]*):[^/@\s]*@", r"\1:***@", url)
+    url = re.sub(r"(://[^/@:\s]*):[^/@\s]*@", r"\1:***@", url)
+    # A bare token as the user name (https://ghp_xxx@host/...): long, not a plain login.
+    return re.sub(r"(https?://)[^/@:\s]{20,}@", r"\1***@", url)
+
+
+redact = _redact
 
 
 def _local_rev_hint(spec: str) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scanner import __version__
-from scanner.acquire import Acquired, acquire
+from scanner.acquire import Acquired, acquire, redact
 from scanner.attribute import (
     REPO_CREDIT_FILE_RE,
     Attribution,
@@ -213,7 +213,7 @@ def scan(source: str, references: list[tuple[str | None, str]], options: ScanOpt
 
 def _tree_summary(tree: Tree, fragments: int) -> dict:
     a = tree.acquired
-    return {"source": a.source, "commit": a.commit, "version": a.version, "files": tree.files,
+    return {"source": redact(a.source), "commit": a.commit, "version": a.version, "files": tree.files,
             "fragments": fragments}
 
 

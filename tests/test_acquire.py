@@ -807,3 +807,15 @@ def test_archive_bad_inputs(tmp_path: Path) -> None:
     assert "already exists" in assert_one_line(err)
     assert extract_archive(ok, tmp_path / "fresh", wanted=lambda p: False) != []
     assert _files(tmp_path / "fresh") == []
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("https://user:s3cret@example.org/o/r", "https://user:***@example.org/o/r"),
+    ("https://ghp_0123456789abcdefghijklmn@example.org/o/r@main", "https://***@example.org/o/r@main"),
+    ("git@example.org:o/r.git", "git@example.org:o/r.git"),
+    ("https://alice@example.org/o/r", "https://alice@example.org/o/r"),
+])
+def test_redact_hides_credentials_for_reports(url: str, shown: str) -> None:
+    from scanner.acquire import redact
+
+    assert redact(url) == shown

@@ -268,3 +268,38 @@ def test_boilerplate_shared_across_references_is_not_a_finding(tmp_path, n_refs,
     sus = write_tree(tmp_path / "sus", {"mixer.py": "from torch import nn\n\n\n" + SCAFFOLD_RENAMED})
     _, rep = scan_json(tmp_path, sus, ref, args=("--min-tokens", "30"))
     assert bool([f for f in rep["findings"] if f["kind"].endswith("copy")]) is found
+
+
+def test_pypi_reference_from_a_local_wheel_records_its_version(tmp_path, monkeypatch):
+    """pypi: end to end, served from a directory the test fills (no network)."""
+    import subprocess
+    import sys
+
+    proj = write_tree(tmp_path / "orbitpkg", {
+        "pyproject.toml": """\
+            [build-system]
+            requires = ["setuptools"]
+            build-backend = "setuptools.build_meta"
+            [project]
+            name = "orbitpkg"
+            version = "1.0"
+            [project.urls]
+            Source = "https://git.example.org/orbit-research/orbitpkg"
+            """,
+        "orbitpkg/__init__.py": "",
+        "orbitpkg/loss.py": REF_HEADER + LOSS_BODY,
+    })
+    dist = tmp_path / "dist"
+    subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--wheel", "--outdir", str(dist), str(proj)],
+                   check=True, capture_output=True)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(dist))
+    sus = write_tree(tmp_path / "sus", {"train/aux.py": "# from https://git.example.org/orbit-research/orbitpkg\n" + LOSS_BODY,
+                                        "eval/aux.py": LOSS_BODY})
+    _, rep = scan_json(tmp_path, sus, "pypi:orbitpkg==1.0")
+    (ref,) = rep["references"]
+    assert (ref["name"], ref["version"], ref["commit"], ref["license"]) == ("orbitpkg", "1.0", None, "Apache-2.0")
+    found = {f["path"]: f for f in rep["findings"] if f["kind"].endswith("-copy")}
+    assert found["train/aux.py"]["reference"]["path"] == "orbitpkg/loss.py"
+    assert found["train/aux.py"]["attribution"]["status"] == "attributed"  # URL from the wheel's METADATA
+    assert found["eval/aux.py"]["attribution"]["status"] == "unattributed"

@@ -1,0 +1,159 @@
+"""Quick calibration of matching defaults on transformers' own `# Copied from` annotations.
+
+Positives: (annotated copy, its target) pairs from PyTorch modeling files. Negatives: same-role
+classes (Attention, MLP, RMSNorm, DecoderLayer, Embeddings...) from two folders with no Copied-from
+link between them. For each k, prints the similarity distribution and the precision/recall of
+min_similarity thresholds, and LSH recall at the chosen LSH threshold.
+
+usage: python bench/calibrate.py TRANSFORMERS_ROOT   (the unpacked package directory's parent)
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import re
+import sys
+import time
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from scanner.fingerprint import Params, abstract_set, eligible, fingerprint_unit  # noqa: E402
+from scanner.match import ReferenceCorpus, RefLoc, _jaccard, verify  # noqa: E402
+from scanner.parse import parse_unit  # noqa: E402
+from scanner.walk import SourceUnit  # noqa: E402
+
+KS = [int(x) for x in sys.argv[2].split(",")] if len(sys.argv) > 2 else [4, 5, 6, 8]
+MODE = "full"
+COPIED = re.compile(r"#\s*Copied from transformers\.models\.([\w.]+?\.modeling_\w+)\.(\w+(?:\.\w+)?)(?:\s+with\s+.*)?$")
+ROLES = ("Attention", "MLP", "RMSNorm", "DecoderLayer", "Embeddings", "LayerNorm", "SelfOutput", "Intermediate")
+
+
+def load(root: Path):
+    files = sorted((root / "transformers" / "models").glob("*/modeling_*.py"))
+    files = [f for f in files if not f.name.startswith(("modeling_tf_", "modeling_flax_"))]
+    units = [parse_unit(SourceUnit(f.relative_to(root).as_posix(), f.read_bytes())) for f in files]
+    return units
+
+
+def pairs(units):
+    by_module = {u.path[:-3].replace("/", "."): i for i, u in enumerate(units)}
+    by_symbol = {(i, fr.symbol): fi for i, u in enumerate(units) for fi, fr in enumerate(u.fragments) if fr.symbol}
+    positives, links = [], set()
+    for ui, u in enumerate(units):
+        starts = {fr.start_line: fi for fi, fr in enumerate(u.fragments) if fr.symbol}
+        for line, text in u.comments:
+            m = COPIED.search(text.strip())
+            if not m or line + 1 not in starts:
+                continue
+            module, symbol = "transformers.models." + m.group(1), m.group(2)
+            ti = by_module.get(module)
+            if ti is None or (ti, symbol) not in by_symbol:
+                continue
+            positives.append(((ui, starts[line + 1]), (ti, by_symbol[(ti, symbol)])))
+            links.add((u.path.split("/")[2], units[ti].path.split("/")[2]))
+    # Copy groups: connected components over (file, top-level symbol) of the Copied-from graph.
+    parent: dict = {}
+
+    def find(x):
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def top(ref):
+        ui, fi = ref
+        return (ui, units[ui].fragments[fi].symbol.split(".")[0])
+
+    for a, b in positives:
+        parent[find(top(a))] = find(top(b))
+    role_frags = defaultdict(list)
+    for ui, u in enumerate(units):
+        for fi, fr in enumerate(u.fragments):
+            if fr.kind == "class" and fr.symbol and fr.symbol.endswith(ROLES):
+                role = next(r for r in ROLES if fr.symbol.endswith(r))
+                role_frags[role].append((ui, fi))
+    negatives = []
+    rng = random.Random(7)
+    for role, frs in role_frags.items():
+        cand = list(itertools.combinations(frs, 2))
+        rng.shuffle(cand)
+        taken = 0
+        for a, b in cand:
+            if taken >= 400:
+                break
+            fa, fb = units[a[0]].path.split("/")[2], units[b[0]].path.split("/")[2]
+            if fa != fb and find(top(a)) != find(top(b)):
+                negatives.append((a, b))
+                taken += 1
+    return positives, negatives
+
+
+def main() -> None:
+    root = Path(sys.argv[1])
+    t0 = time.process_time()
+    units = load(root)
+    print(f"parsed {len(units)} PyTorch modeling files in {time.process_time() - t0:.1f}s CPU")
+    positives, negatives = pairs(units)
+    print(f"{len(positives)} Copied-from pairs, {len(negatives)} same-role negative pairs")
+    for k, MODE in [(k, m) for k in KS for m in ("full",)]:
+        params = replace(Params(), k=k)
+        prints = [fingerprint_unit(u, params) for u in units]
+        corpus = ReferenceCorpus(params)
+        t0 = time.process_time()
+        corpus.add(0, units, prints)
+        corpus.compute_common()
+        t_index = time.process_time() - t0
+
+        def sim(a, b):
+            sa = abstract_set(prints[a[0]], units[a[0]].fragments[a[1]], k)
+            sb = abstract_set(prints[b[0]], units[b[0]].fragments[b[1]], k)
+            if MODE == "full":
+                j, _ = _jaccard(sa, sb)
+                return j, _jaccard(corpus.informative(sa), corpus.informative(sb))[1]
+            return _jaccard(corpus.informative(sa), corpus.informative(sb))
+
+        def big(x):
+            return eligible(units[x[0]].fragments[x[1]], params)
+
+        pos = [(sim(a, b), a, b) for a, b in positives if big(a) and big(b)]
+        neg = [(sim(a, b), a, b) for a, b in negatives if big(a) and big(b)]
+        small = sum(1 for a, b in positives if not (big(a) and big(b)))
+        ps = np.array([s for (s, _), *_ in pos])
+        ns = np.array([s for (s, _), *_ in neg])
+        # LSH recall: the target is among the candidates of the copy.
+        hits = 0
+        for _, a, b in pos:
+            s = abstract_set(prints[a[0]], units[a[0]].fragments[a[1]], k)
+            keys = corpus.lsh.query(corpus.hasher.to_datasketch(corpus.hasher.signature(
+                ((s >> np.uint64(32)) ^ s).astype(np.uint32))))
+            hits += RefLoc(0, *b).key() in keys
+        print(f"\nk={k} {MODE}: index {t_index:.1f}s CPU, {len(corpus.common)} common shingles; "
+              f"{len(pos)} positives (+{small} below min size), {len(neg)} negatives; "
+              f"LSH@{params.lsh_threshold} recall {hits / max(1, len(pos)):.3f}")
+        print("  positives sim quantiles 1/5/10/50%:", np.round(np.quantile(ps, [0.01, 0.05, 0.1, 0.5]), 3))
+        print("  negatives sim quantiles 50/90/99/max:", np.round(np.quantile(ns, [0.5, 0.9, 0.99, 1.0]), 3))
+        for t in (0.4, 0.5, 0.6, 0.7):
+            tp, fp = int((ps >= t).sum()), int((ns >= t).sum())
+            print(f"  min_similarity {t}: recall {tp / len(ps):.3f}  false positives {fp}/{len(ns)}")
+        def sets(x):
+            return corpus.shingle_sets(prints[x[0]], units[x[0]].fragments[x[1]])
+
+        for ms, mc in [(0, 0), (12, 0.5), (12, 0.3), (16, 0.5), (8, 0.5), (24, 0.5)]:
+            pv = replace(params, min_shared=ms, boilerplate_min_concrete=mc)
+            tp = sum(verify(sets(a), sets(b), pv) is not None for _, a, b in pos)
+            fp = sum(verify(sets(a), sets(b), pv) is not None for _, a, b in neg)
+            print(f"  verify(min_similarity {pv.min_similarity}, min_shared {ms}, or concrete >= {mc}): "
+                  f"recall {tp / len(pos):.3f}  negatives accepted {fp}/{len(neg)}")
+        worst = sorted(neg, key=lambda x: -x[0][0])[:3]
+        for (s, _), a, b in worst:
+            print(f"    top negative {s:.2f}: {units[a[0]].path}:{units[a[0]].fragments[a[1]].symbol} vs "
+                  f"{units[b[0]].path}:{units[b[0]].fragments[b[1]].symbol}")
+
+
+if __name__ == "__main__":
+    main()

@@ -93,12 +93,19 @@ def test_independent_code_is_not_flagged(report):
     flagged = {f["path"] for f in report["findings"]}
     assert "acmelm/independent.py" not in flagged
     assert "acmelm/utils.py" not in flagged
+    assert "acmelm/cli.py" not in flagged  # missing-license is off by default
+
+
+def test_missing_license_on_the_example(tmp_path):
+    _, rep = scan_json(tmp_path, EXAMPLES / "suspect", EXAMPLES / "upstream", args=("--missing-license",))
+    missing = [f for f in rep["findings"] if f["kind"] == "missing-license"]
+    assert [(f["path"], f["severity"]) for f in missing] == [("acmelm/cli.py", "warning")]
 
 
 def test_report_contract(report):
     assert report["schema"] == "provscan/report/v1"
     assert report["tool"]["name"] == "provscan"
-    assert report["scanned"]["files"] == 9 and report["scanned"]["fragments"] > 30
+    assert report["scanned"]["files"] == 10 and report["scanned"]["fragments"] > 30
     (ref,) = report["references"]
     assert ref["name"] == "upstream" and ref["license"] == "Apache-2.0" and ref["fragments"] > 20
     kinds = report["summary"]["findings_by_kind"]
@@ -129,7 +136,7 @@ def test_console_script_text_output_and_exit_codes(tmp_path):
     assert "acmelm/attention.py\n" in out
     assert "unattributed-copy  AcmeSelfAttention  [renamed, similarity 1.00]" in out
     assert "reference: upstream:tinylm/modeling_tinylm.py:138-196 TinyLMAttention (Apache-2.0)" in out
-    assert out.rstrip().splitlines()[-1].startswith("16 finding(s) in 9 file(s) against 1 reference(s)")
+    assert out.rstrip().splitlines()[-1].startswith("16 finding(s) in 10 file(s) against 1 reference(s)")
     never = subprocess.run(cmd + ["--fail-on", "never"], capture_output=True, text=True)
     assert never.returncode == 0
     assert never.stdout.splitlines()[:-1] == out.splitlines()[:-1]  # same report; only the timing differs

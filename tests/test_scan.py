@@ -303,3 +303,17 @@ def test_pypi_reference_from_a_local_wheel_records_its_version(tmp_path, monkeyp
     assert found["train/aux.py"]["reference"]["path"] == "orbitpkg/loss.py"
     assert found["train/aux.py"]["attribution"]["status"] == "attributed"  # URL from the wheel's METADATA
     assert found["eval/aux.py"]["attribution"]["status"] == "unattributed"
+
+
+def test_terminal_escapes_from_the_tree_are_inert_in_text_output(tmp_path, reference):
+    import subprocess
+    import sys
+
+    evil = "\x1b]0;pwned\x07\x1b[2Jcopy.py"
+    sus = write_tree(tmp_path / "s", {evil: "# \x1b[31mred\x1b[0m Adapted from orbit\n" + LOSS_BODY})
+    proc = subprocess.run([sys.executable, "-m", "scanner", "scan", str(sus), "-r", str(reference[0])],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr  # credited in a comment, but the Orbit notice is missing
+    assert "attributed-copy" in proc.stdout and "notice-removed" in proc.stdout
+    assert "\x1b" not in proc.stdout and "\x07" not in proc.stdout
+    assert "\\x1b]0;pwned\\x07\\x1b[2Jcopy.py" in proc.stdout

@@ -16,17 +16,15 @@ import xxhash
 _MULT = np.uint64(0x9E3779B97F4A7C15)
 
 
-def token_hashes(tokens: Sequence[str], cache: dict[str, int] | None = None) -> np.ndarray:
-    """Stable 64-bit hash of each token."""
+def token_hashes(tokens: Sequence[bytes | str], cache: dict | None = None) -> np.ndarray:
+    """Stable 64-bit hash of each token (xxh64 of its UTF-8 bytes)."""
     if cache is None:
         cache = {}
-    out = np.empty(len(tokens), dtype=np.uint64)
-    for i, tok in enumerate(tokens):
-        h = cache.get(tok)
-        if h is None:
-            h = cache[tok] = xxhash.xxh64_intdigest(tok.encode("utf-8", "surrogatepass"))
-        out[i] = h
-    return out
+    get = cache.get
+    missing = {tok for tok in set(tokens) if get(tok) is None}
+    for tok in missing:
+        cache[tok] = xxhash.xxh64_intdigest(tok if isinstance(tok, bytes) else tok.encode("utf-8", "surrogatepass"))
+    return np.fromiter(map(cache.__getitem__, tokens), dtype=np.uint64, count=len(tokens))
 
 
 def _fmix64(h: np.ndarray) -> np.ndarray:

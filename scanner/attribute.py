@@ -97,7 +97,7 @@ def fragment_terms(ref_path: str, ref_symbol: str | None) -> set[str]:
 
 def _nearby_comments(unit: ParsedUnit, frag: Fragment) -> list[tuple[int, str]]:
     """Comments inside the fragment and in the comment block directly above it."""
-    lines = unit.text.split("\n")
+    lines = unit.line_texts
     first = frag.start_line
     i = frag.start_line - 1  # 1-based line just above
     blank = 0
@@ -204,5 +204,5 @@ def decide(fragment_ev: list[Evidence], file_ev: list[Evidence], repo_ev: list[E
 
 
 def _line(unit: ParsedUnit, line: int) -> str:
-    lines = unit.text.split("\n")
+    lines = unit.line_texts
     return lines[line - 1].strip() if 0 < line <= len(lines) else ""

@@ -1,14 +1,28 @@
-"""Fingerprint parsed units: token hashes, k-shingles per channel, MinHash per fragment."""
+"""Fingerprint parsed units: token hashes per channel, MinHash signatures of eligible fragments.
+
+Shingles are not stored: a fragment's shingles are recomputed from its token hashes when a
+candidate is verified (a few microseconds), so a unit, or a whole stored reference, is three
+flat arrays plus one signature row per eligible fragment.
+
+Many files are fingerprinted in a process pool; results come back in input order, so they are
+identical whatever the number of workers.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from scanner.parse import Fragment, ParsedUnit
+from scanner.parse import Fragment, ParsedUnit, parse_unit
+from scanner.walk import SourceUnit
 from signatures.minhash import MinHasher, to_hash32
-from signatures.shingles import fragment_shingles, shingle_hashes, token_hashes
+from signatures.shingles import shingle_hashes, token_hashes
+
+# Below this much source, a pool costs more to start than it saves.
+_POOL_MIN_BYTES = 2 * 1024 * 1024
+_POOL_MIN_UNITS = 64
 
 
 @dataclass(frozen=True)
@@ -28,28 +42,23 @@ class Params:
     common_ratio: float = 0.005  # a shingle in more than this share of distinct reference functions is boilerplate
     common_min: int = 30  # ...and in at least this many
 
+    def index_key(self) -> dict:
+        """The parameters a stored index is built with: an index built with others cannot be mixed."""
+        from signatures.minhash import SCHEME
+
+        return {"scheme": SCHEME, "k": self.k, "num_perm": self.num_perm, "seed": self.seed,
+                "lsh_threshold": self.lsh_threshold, "min_tokens": self.min_tokens, "min_lines": self.min_lines}
+
 
 @dataclass
 class UnitPrints:
-    """Per-token-position arrays for one unit; a fragment is a slice of them."""
+    """Token hashes of one unit (or of a whole stored reference, units end to end)."""
 
     abs_tok: np.ndarray  # uint64 token hashes, abstract channel
     con_tok: np.ndarray  # uint64 token hashes, concrete channel
-    abs_sh: np.ndarray  # uint64 shingle hash starting at each position, abstract channel
-    con_sh: np.ndarray
     lines: np.ndarray  # int32 line of each token
-
-
-def fingerprint_unit(unit: ParsedUnit, params: Params, cache: dict[str, int] | None = None) -> UnitPrints:
-    abs_tok = token_hashes(unit.abstract, cache)
-    con_tok = token_hashes(unit.concrete, cache)
-    return UnitPrints(
-        abs_tok,
-        con_tok,
-        shingle_hashes(abs_tok, params.k),
-        shingle_hashes(con_tok, params.k),
-        np.asarray(unit.lines, dtype=np.int32),
-    )
+    eligible: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int32))  # fragment indices
+    sigs: np.ndarray = field(default_factory=lambda: np.empty((0, 0), dtype=np.uint32))  # one row per eligible
 
 
 def eligible(fragment: Fragment, params: Params) -> bool:
@@ -57,14 +66,112 @@ def eligible(fragment: Fragment, params: Params) -> bool:
     return fragment.tokens >= params.min_tokens and fragment.end_line - fragment.start_line + 1 >= params.min_lines
 
 
-def abstract_set(prints: UnitPrints, fragment: Fragment, k: int) -> np.ndarray:
-    """Distinct abstract shingles of a fragment, sorted."""
-    return np.unique(fragment_shingles(prints.abs_sh, fragment.tok_start, fragment.tok_end, k))
+def abstract_sequence(prints: UnitPrints, tok_start: int, tok_end: int, k: int) -> np.ndarray:
+    """The fragment's abstract shingles in order (for alignment)."""
+    return shingle_hashes(prints.abs_tok[tok_start:tok_end], k)
 
 
-def concrete_set(prints: UnitPrints, fragment: Fragment, k: int) -> np.ndarray:
-    return np.unique(fragment_shingles(prints.con_sh, fragment.tok_start, fragment.tok_end, k))
+def abstract_set(prints: UnitPrints, tok_start: int, tok_end: int, k: int) -> np.ndarray:
+    """Distinct abstract shingles of a token range, sorted."""
+    return np.unique(shingle_hashes(prints.abs_tok[tok_start:tok_end], k))
+
+
+def concrete_set(prints: UnitPrints, tok_start: int, tok_end: int, k: int) -> np.ndarray:
+    return np.unique(shingle_hashes(prints.con_tok[tok_start:tok_end], k))
 
 
 def signature(hasher: MinHasher, shingles: np.ndarray) -> np.ndarray:
     return hasher.signature(to_hash32(shingles))
+
+
+def fingerprint_unit(unit: ParsedUnit, params: Params, cache: dict | None = None,
+                     hasher: MinHasher | None = None) -> UnitPrints:
+    hasher = hasher or MinHasher(params.num_perm, params.seed)
+    prints = UnitPrints(token_hashes(unit.abstract, cache), token_hashes(unit.concrete, cache),
+                        np.asarray(unit.lines, dtype=np.int32))
+    rows, sigs = [], []
+    for fi, frag in enumerate(unit.fragments):
+        if not eligible(frag, params):
+            continue
+        shingles = abstract_set(prints, frag.tok_start, frag.tok_end, params.k)
+        if len(shingles):
+            rows.append(fi)
+            sigs.append(signature(hasher, shingles))
+    prints.eligible = np.asarray(rows, dtype=np.int32)
+    prints.sigs = np.vstack(sigs) if sigs else np.empty((0, params.num_perm), dtype=np.uint32)
+    return prints
+
+
+@dataclass
+class Fingerprinted:
+    unit: ParsedUnit  # token string lists emptied: the hashes in prints replace them
+    prints: UnitPrints
+    license: object | None  # scanner.licenses.LicenseInfo of the file's header (first cell only)
+
+
+def _fingerprint_one(task: tuple[SourceUnit, Params, bool]) -> Fingerprinted:
+    source, params, with_license = task
+    unit = parse_unit(source)
+    prints = fingerprint_unit(unit, params, _worker_cache(), _worker_hasher(params))
+    unit.abstract, unit.concrete = [], []
+    info = None
+    if with_license:
+        from scanner.licenses import analyse
+
+        info = analyse(unit.text, head_lines=200)
+    return Fingerprinted(unit, prints, info)
+
+
+_CACHE: dict = {}
+_HASHERS: dict = {}
+
+
+def _worker_cache() -> dict:
+    # Token -> hash memo per process; bounded so that a huge vocabulary cannot grow without end.
+    if len(_CACHE) > 2_000_000:
+        _CACHE.clear()
+    return _CACHE
+
+
+def _worker_hasher(params: Params) -> MinHasher:
+    key = (params.num_perm, params.seed)
+    if key not in _HASHERS:
+        _HASHERS[key] = MinHasher(params.num_perm, params.seed)
+    return _HASHERS[key]
+
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def fingerprint_sources(sources: list[SourceUnit], params: Params, *, workers: int | None = None,
+                        progress=None) -> list[Fingerprinted]:
+    """Parse and fingerprint units on every core; the result is in input order."""
+    workers = default_workers() if workers is None else max(1, workers)
+    first_cell = {}
+    for i, s in enumerate(sources):
+        first_cell.setdefault(s.path, i)
+    tasks = [(s, params, first_cell[s.path] == i) for i, s in enumerate(sources)]
+    total_bytes = sum(len(s.data) for s in sources)
+    out: list[Fingerprinted] = []
+    if workers == 1 or len(sources) < _POOL_MIN_UNITS or total_bytes < _POOL_MIN_BYTES:
+        for i, task in enumerate(tasks):
+            out.append(_fingerprint_one(task))
+            if progress and i % 50 == 0:
+                progress(i, len(tasks))
+        return out
+    import multiprocessing
+
+    # fork: workers inherit the imported modules (no re-import per worker) and nothing is pickled
+    # but the tasks and results, which are our own objects.
+    context = multiprocessing.get_context("fork")
+    chunk = max(1, min(32, len(tasks) // (workers * 8) or 1))
+    with context.Pool(workers) as pool:
+        for i, result in enumerate(pool.imap(_fingerprint_one, tasks, chunksize=chunk)):
+            out.append(result)
+            if progress and i % 50 == 0:
+                progress(i, len(tasks))
+    return out

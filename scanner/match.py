@@ -1,44 +1,37 @@
 """Find near-duplicates of reference fragments: LSH candidates, then exact verification.
 
 Nothing an LSH estimate says is reported as is: every candidate is verified on the exact
-shingle sets (Jaccard over informative abstract shingles), classified (exact / renamed /
-modified) and aligned token by token to give matched line ranges on both sides.
+shingle sets (Jaccard over abstract shingles), classified (exact / renamed / modified) and
+aligned token by token to give matched line ranges on both sides.
 """
 
 from __future__ import annotations
 
 import difflib
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from scanner.attribute import provenance_note
-from scanner.fingerprint import Params, UnitPrints, abstract_set, concrete_set, eligible, signature
+from scanner.fingerprint import Params, UnitPrints, abstract_sequence, abstract_set, concrete_set
 from scanner.parse import Fragment, ParsedUnit
-from signatures.minhash import MinHasher
+from scanner.reference import Reference
+from signatures.lsh import band_keys, band_params
 
 # Alignment is quadratic in the worst case: beyond this many shingles a side, report whole ranges.
 _MAX_ALIGN = 20000
+# A MinHash estimate this far below the threshold (4.5 standard deviations at 128 permutations)
+# never belongs to a pair that exact verification would keep: such candidates are dropped early.
 _ESTIMATE_MARGIN = 0.2
+_LEVEL = {"module": 0, "cell": 0, "class": 1, "function": 2, "method": 2}
 
 
 @dataclass(frozen=True)
 class RefLoc:
-    """An indexed reference fragment: reference number, unit number, fragment number."""
+    """A reference fragment: position of the reference in the corpus, fragment id in it."""
 
     ref: int
-    unit: int
     frag: int
-
-    def key(self) -> str:
-        return f"{self.ref}:{self.unit}:{self.frag}"
-
-    @staticmethod
-    def from_key(key: str | bytes) -> "RefLoc":
-        if isinstance(key, bytes):
-            key = key.decode()
-        ref, unit, frag = key.split(":")
-        return RefLoc(int(ref), int(unit), int(frag))
 
 
 @dataclass
@@ -69,96 +62,68 @@ class Match:
 
 
 @dataclass
-class _RefUnit:
-    unit: ParsedUnit
-    prints: UnitPrints
+class ShingleSets:
+    abstract: np.ndarray  # distinct abstract shingles
+    informative: np.ndarray  # abstract shingles that are not reference boilerplate
+    concrete: np.ndarray
 
 
 class ReferenceCorpus:
-    """All reference fragments of a scan, with an LSH index over their abstract MinHashes."""
+    """The references of one scan: candidate lookup, fragment access, boilerplate shingles."""
 
-    def __init__(self, params: Params) -> None:
-        from datasketch import MinHashLSH
-
+    def __init__(self, params: Params, references: list[Reference], redis_store=None) -> None:
         self.params = params
-        self.hasher = MinHasher(params.num_perm, params.seed)
-        self.lsh = MinHashLSH(threshold=params.lsh_threshold, num_perm=params.num_perm)
-        self.units: dict[tuple[int, int], _RefUnit] = {}
-        self.common = np.empty(0, dtype=np.uint64)
+        self.refs = references
+        self.redis_store = redis_store  # candidates of references loaded from Redis come from its tables
+        self.common = _common_shingles(references, params)
         self._sets: dict[RefLoc, ShingleSets] = {}
-        self.signatures: dict[str, np.ndarray] = {}  # LSH key -> MinHash values
-        self._notes: dict[RefLoc, tuple[int, str] | None] = {}
 
-    def add(self, ref: int, units: list[ParsedUnit], prints: list[UnitPrints]) -> int:
-        """Index every eligible fragment of one reference; return how many were indexed."""
-        indexed = 0
-        k = self.params.k
-        with self.lsh.insertion_session() as session:
-            for ui, (unit, pr) in enumerate(zip(units, prints)):
-                self.units[(ref, ui)] = _RefUnit(unit, pr)
-                for fi, frag in enumerate(unit.fragments):
-                    if not eligible(frag, self.params):
-                        continue
-                    shingles = abstract_set(pr, frag, k)
-                    if len(shingles) == 0:
-                        continue
-                    sig = signature(self.hasher, shingles)
-                    key = RefLoc(ref, ui, fi).key()
-                    self.signatures[key] = sig
-                    session.insert(key, self.hasher.to_datasketch(sig))
-                    indexed += 1
-        return indexed
+    def candidates(self, qsigs: np.ndarray) -> dict[int, list[RefLoc]]:
+        """LSH candidates of a batch of query signatures: query row -> reference fragments."""
+        out: dict[int, list[RefLoc]] = defaultdict(list)
+        if qsigs.shape[0] == 0:
+            return out
+        b, r = band_params(self.params.lsh_threshold, self.params.num_perm)
+        qkeys = band_keys(qsigs, b, r)
+        redis_refs = []
+        for pos, ref in enumerate(self.refs):
+            if self.redis_store is not None and ref.via_redis:
+                redis_refs.append(ref.stored)
+                continue
+            rows, fids = ref.band_table.query(qkeys)
+            for row, fid in zip(rows.tolist(), fids.tolist()):
+                out[row].append(RefLoc(pos, fid))
+        if redis_refs:
+            position = {id(ref.stored): pos for pos, ref in enumerate(self.refs)}
+            rows, refpos, fids = self.redis_store.candidates(redis_refs, qsigs)
+            for row, rp, fid in zip(rows.tolist(), refpos.tolist(), fids.tolist()):
+                out[row].append(RefLoc(position[id(redis_refs[rp])], fid))
+        return out
 
-    def compute_common(self) -> None:
-        """Boilerplate shingles: present in many distinct reference functions.
+    def fragment(self, loc: RefLoc) -> tuple[Reference, str, Fragment]:
+        ref = self.refs[loc.ref]
+        path, _cell, frag = ref.fragment(loc.frag)
+        return ref, path, frag
 
-        Renamed copies of one function (transformers' RMSNorm in 100+ folders) are counted
-        once, so widely copied code does not turn into "boilerplate" and vanish.
-        """
-        p = self.params
-        seen: set[bytes] = set()
-        per_fragment: list[np.ndarray] = []
-        for ru in self.units.values():
-            for frag in ru.unit.fragments:
-                if frag.kind not in ("function", "method"):
-                    continue
-                seq = ru.prints.abs_tok[frag.tok_start : frag.tok_end].tobytes()
-                if seq in seen:
-                    continue
-                seen.add(seq)
-                per_fragment.append(abstract_set(ru.prints, frag, p.k))
-        if not per_fragment:
-            return
-        limit = max(p.common_min, int(p.common_ratio * len(per_fragment)))
-        values, counts = np.unique(np.concatenate(per_fragment), return_counts=True)
-        self.common = values[counts >= limit]
-        self._sets.clear()
-
-    def fragment(self, loc: RefLoc) -> tuple[ParsedUnit, UnitPrints, Fragment]:
-        ru = self.units[loc.ref, loc.unit]
-        return ru.unit, ru.prints, ru.unit.fragments[loc.frag]
-
-    def sets(self, loc: RefLoc) -> "ShingleSets":
+    def sets(self, loc: RefLoc) -> ShingleSets:
         """Shingle sets of a reference fragment, cached."""
         cached = self._sets.get(loc)
         if cached is None:
-            _, pr, frag = self.fragment(loc)
-            cached = self.shingle_sets(pr, frag)
+            ref, _, frag = self.fragment(loc)
+            cached = self.shingle_sets(ref.prints, frag)
             if len(self._sets) > 200_000:
                 self._sets.clear()
             self._sets[loc] = cached
         return cached
 
-    def shingle_sets(self, prints: UnitPrints, frag: Fragment) -> "ShingleSets":
-        abstract = abstract_set(prints, frag, self.params.k)
-        return ShingleSets(abstract, self.informative(abstract), concrete_set(prints, frag, self.params.k))
+    def shingle_sets(self, prints: UnitPrints, frag: Fragment) -> ShingleSets:
+        k = self.params.k
+        abstract = abstract_set(prints, frag.tok_start, frag.tok_end, k)
+        return ShingleSets(abstract, self.informative(abstract), concrete_set(prints, frag.tok_start, frag.tok_end, k))
 
     def copied_note(self, loc: RefLoc) -> tuple[int, str] | None:
-        """The reference fragment's own "Copied from ..." comment, if any (cached)."""
-        if loc not in self._notes:
-            unit, _, frag = self.fragment(loc)
-            self._notes[loc] = provenance_note(unit, frag)
-        return self._notes[loc]
+        """The reference fragment's own "Copied from ..." comment, if any."""
+        return self.refs[loc.ref].copied_note(loc.frag)
 
     def informative(self, shingles: np.ndarray) -> np.ndarray:
         if len(self.common) == 0:
@@ -166,11 +131,19 @@ class ReferenceCorpus:
         return shingles[~np.isin(shingles, self.common, assume_unique=True)]
 
 
-@dataclass
-class ShingleSets:
-    abstract: np.ndarray  # distinct abstract shingles
-    informative: np.ndarray  # abstract shingles that are not reference boilerplate
-    concrete: np.ndarray
+def _common_shingles(references: list[Reference], params: Params) -> np.ndarray:
+    """Boilerplate: shingles in more than common_ratio of the distinct reference functions."""
+    distinct = sum(ref.meta.get("df_distinct", 0) for ref in references)
+    if not distinct:
+        return np.empty(0, dtype=np.uint64)
+    limit = max(params.common_min, int(params.common_ratio * distinct))
+    arrays = [(ref.stored.arrays["df_values"], ref.stored.arrays["df_counts"]) for ref in references]
+    if len(arrays) == 1:
+        values, counts = arrays[0]
+        return np.asarray(values[np.asarray(counts) >= limit])
+    values, inverse = np.unique(np.concatenate([v for v, _ in arrays]), return_inverse=True)
+    counts = np.bincount(inverse, weights=np.concatenate([c for _, c in arrays]).astype(np.float64))
+    return values[counts >= limit]
 
 
 def verify(s: ShingleSets, r: ShingleSets, params: Params) -> tuple[float, float] | None:
@@ -210,8 +183,8 @@ def clone_type(s_pr: UnitPrints, s_frag: Fragment, r_pr: UnitPrints, r_frag: Fra
 
 def align(s_pr: UnitPrints, s_frag: Fragment, r_pr: UnitPrints, r_frag: Fragment, k: int) -> list[Block]:
     """Aligned line ranges of the two fragments, from matching runs of abstract shingles."""
-    s_seq = s_pr.abs_sh[s_frag.tok_start : max(s_frag.tok_start, s_frag.tok_end - k + 1)]
-    r_seq = r_pr.abs_sh[r_frag.tok_start : max(r_frag.tok_start, r_frag.tok_end - k + 1)]
+    s_seq = abstract_sequence(s_pr, s_frag.tok_start, s_frag.tok_end, k)
+    r_seq = abstract_sequence(r_pr, r_frag.tok_start, r_frag.tok_end, k)
     if len(s_seq) > _MAX_ALIGN or len(r_seq) > _MAX_ALIGN:
         return [Block(s_frag.start_line, s_frag.end_line, r_frag.start_line, r_frag.end_line)]
     matcher = difflib.SequenceMatcher(None, s_seq.tolist(), r_seq.tolist(), autojunk=False)
@@ -232,57 +205,57 @@ def align(s_pr: UnitPrints, s_frag: Fragment, r_pr: UnitPrints, r_frag: Fragment
     return blocks
 
 
-_LEVEL = {"module": 0, "cell": 0, "class": 1, "function": 2, "method": 2}
-
-
 def comparable(a: Fragment, b: Fragment) -> bool:
     """Only like is compared with like: a module whose bulk is one copied class is explained by
     the class, not by "this module resembles that class"."""
     return _LEVEL[a.kind] == _LEVEL[b.kind]
 
 
-def _rank(m: tuple[float, float, RefLoc, Fragment], corpus: "ReferenceCorpus") -> tuple:
+def _rank(m: tuple[float, float, RefLoc, str, Fragment], corpus: ReferenceCorpus) -> tuple:
     """Best first: most similar; among equals, the origin before fragments that say they are copies."""
-    sim, csim, loc, frag = m
-    return (-round(sim, 6), -round(csim, 6), corpus.copied_note(loc) is not None, loc.ref, loc.unit, frag.start_line)
+    sim, csim, loc, path, frag = m
+    return (-round(sim, 6), -round(csim, 6), corpus.copied_note(loc) is not None, loc.ref, path, frag.start_line)
 
 
 def find_matches(units: list[ParsedUnit], prints: list[UnitPrints], corpus: ReferenceCorpus,
                  progress=None) -> list[Match]:
     """Verified matches of scanned fragments, nested matches folded into the outermost."""
     p = corpus.params
+    # One batched LSH lookup for every eligible fragment of the scan.
+    owners = [(ui, int(fi)) for ui, pr in enumerate(prints) for fi in pr.eligible]
+    sigs = [pr.sigs for pr in prints if len(pr.eligible)]
+    qsigs = np.vstack(sigs) if sigs else np.empty((0, p.num_perm), dtype=np.uint32)
+    candidates = corpus.candidates(qsigs)
+    per_unit: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for row in sorted(candidates):
+        ui, fi = owners[row]
+        per_unit[ui].append((fi, row))
     results: list[Match] = []
-    for ui, (unit, pr) in enumerate(zip(units, prints)):
+    for done, ui in enumerate(sorted(per_unit)):
+        unit, pr = units[ui], prints[ui]
         matched: dict[int, Match] = {}
-        for fi, frag in enumerate(unit.fragments):
-            if not eligible(frag, p):
-                continue
-            s_abs = abstract_set(pr, frag, p.k)
-            if len(s_abs) == 0:
-                continue
-            sig = signature(corpus.hasher, s_abs)
-            keys = corpus.lsh.query(corpus.hasher.to_datasketch(sig))
-            if not keys:
-                continue
-            s_sets = ShingleSets(s_abs, corpus.informative(s_abs), concrete_set(pr, frag, p.k))
+        for fi, row in per_unit[ui]:
+            frag = unit.fragments[fi]
+            sig = qsigs[row]
+            s_sets = None
             verified = []
-            for key in keys:
-                # Cheap rejection by the MinHash estimate, far enough below the threshold (4.5 standard
-                # deviations at 128 permutations) never to drop a pair that exact verification would keep.
-                if np.count_nonzero(corpus.signatures[key] == sig) < (p.min_similarity - _ESTIMATE_MARGIN) * p.num_perm:
+            for loc in candidates[row]:
+                ref = corpus.refs[loc.ref]
+                if np.count_nonzero(ref.signature(loc.frag) == sig) < (p.min_similarity - _ESTIMATE_MARGIN) * p.num_perm:
                     continue
-                loc = RefLoc.from_key(key)
-                r_frag = corpus.fragment(loc)[2]
+                _, path, r_frag = corpus.fragment(loc)
                 if not comparable(frag, r_frag):
                     continue
+                if s_sets is None:
+                    s_sets = corpus.shingle_sets(pr, frag)
                 checked = verify(s_sets, corpus.sets(loc), p)
                 if checked is not None:
-                    verified.append((*checked, loc, r_frag))
+                    verified.append((*checked, loc, path, r_frag))
             if not verified:
                 continue
             verified.sort(key=lambda v: _rank(v, corpus))
-            sim, csim, best, r_frag = verified[0]
-            _, r_pr, _ = corpus.fragment(best)
+            sim, csim, best, _, r_frag = verified[0]
+            r_pr = corpus.refs[best.ref].prints
             kind = clone_type(pr, frag, r_pr, r_frag)
             if kind != "modified":
                 sim = 1.0
@@ -290,15 +263,17 @@ def find_matches(units: list[ParsedUnit], prints: list[UnitPrints], corpus: Refe
                                 [v[2] for v in verified[1:]])
         results.extend(_fold(unit, matched, corpus))
         if progress is not None:
-            progress(ui + 1)
+            progress(done + 1, len(per_unit))
     return results
 
 
 def _within(inner: RefLoc, outer: RefLoc, corpus: ReferenceCorpus) -> bool:
-    if (inner.ref, inner.unit) != (outer.ref, outer.unit):
+    if inner.ref != outer.ref:
         return False
-    a, b = corpus.fragment(inner)[2], corpus.fragment(outer)[2]
-    return b.start_line <= a.start_line and a.end_line <= b.end_line
+    ref = corpus.refs[inner.ref]
+    a, b = ref.frags[inner.frag], ref.frags[outer.frag]
+    # Same unit, and inner's token range inside outer's.
+    return a[0] == b[0] and b[4] <= a[4] and a[5] <= b[5]
 
 
 def _fold(unit: ParsedUnit, matched: dict[int, Match], corpus: ReferenceCorpus) -> list[Match]:

@@ -19,7 +19,7 @@ import keyword
 import re
 from bisect import bisect_left
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from scanner.walk import SourceUnit
 
@@ -89,6 +89,10 @@ class ParsedUnit:
     @property
     def line_count(self) -> int:
         return self.text.count("\n") + (0 if self.text.endswith("\n") else 1)
+
+    @cached_property
+    def line_texts(self) -> list[str]:
+        return self.text.split("\n")
 
 
 @lru_cache(maxsize=1)

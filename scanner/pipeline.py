@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
+import json
 import re
 import time
 from collections import defaultdict
@@ -11,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scanner import __version__
-from scanner.acquire import Acquired, acquire, redact
+from scanner.acquire import Acquired, acquire, default_cache_dir, redact
 from scanner.attribute import (
     REPO_CREDIT_FILE_RE,
     Attribution,
@@ -25,12 +27,15 @@ from scanner.attribute import (
     repo_evidence,
     url_key,
 )
-from scanner.fingerprint import Params, UnitPrints, eligible, fingerprint_unit
+from scanner.errors import UsageError
+from scanner.fingerprint import Params, UnitPrints, fingerprint_sources
 from scanner.licenses import REPO_LICENSE_FILE_RE, LicenseInfo, analyse, holders_match
 from scanner.match import Match, ReferenceCorpus, RefLoc, descendants, find_matches
-from scanner.parse import Fragment, ParsedUnit, parse_unit
+from scanner.parse import Fragment, ParsedUnit
+from scanner.reference import Reference, build_stored
 from scanner.report import Finding, Location, Report
 from scanner.walk import DEFAULT_MAX_FILE_SIZE, walk_tree
+from signatures.store import FORMAT, EmbeddedStore, IndexStoreError, RedisStore, open_store
 
 # Repository documents (licences, credits) larger than this are not read.
 _MAX_DOC_BYTES = 1024 * 1024
@@ -43,6 +48,8 @@ class ScanOptions:
     missing_license: bool = False
     cache_dir: Path | None = None
     timeout: float = 600.0
+    index: str | None = None  # index location (directory or redis:// URL); None: the default index
+    workers: int | None = None  # fingerprinting processes; None: every core
 
 
 @dataclass
@@ -73,50 +80,99 @@ class Tree:
                 counts[info.spdx] += 1
         return max(counts, key=counts.get) if counts else None
 
-    @property
-    def repo_holders(self) -> list[str]:
-        return [c for doc in self.repo_licenses for c in doc["copyright"]]
 
-    def terms(self) -> ReferenceTerms:
-        names = {self.name, self.acquired.name} | self.packages
-        urls = {url_key(self.acquired.url)} if self.acquired.kind in ("git", "hf") and self.acquired.url else set()
-        urls |= self.homepages
-        if self.acquired.kind == "pypi":
-            urls.add(f"pypi.org/project/{self.acquired.name.lower()}")
-        if "/" in self.acquired.name:  # hf ORG/NAME or git org/repo
-            names.add(self.acquired.name.split("/")[-1])
-        return ReferenceTerms({n for n in names if n}, urls)
-
-
-def load_tree(spec: str, name: str | None, options: ScanOptions, status=None) -> Tree:
-    acquired = acquire(spec, options.cache_dir, timeout=options.timeout)
+def load_tree(acquired: Acquired, name: str | None, options: ScanOptions, status=None,
+              includes: list[str] | None = None) -> Tree:
+    """walk -> parse -> fingerprint (on every core) an acquired tree."""
     if status:
-        status(f"reading {spec}")
+        status(f"reading {acquired.source}")
     walked = walk_tree(acquired.root, max_file_size=options.max_file_size)
-    units: list[ParsedUnit] = []
-    prints: list[UnitPrints] = []
+    sources = walked.units
+    if includes:
+        sources = [u for u in sources if any(fnmatch.fnmatchcase(u.path, g) for g in includes)]
+    progress = (lambda done, total: status(f"fingerprinting {acquired.source}", done, total)) if status else None
+    done = fingerprint_sources(sources, options.params, workers=options.workers, progress=progress)
+    units = [d.unit for d in done]
+    prints = [d.prints for d in done]
     notes: list[dict] = []
     file_info: dict[str, LicenseInfo] = {}
-    cache: dict[str, int] = {}
-    for i, source in enumerate(walked.units):
-        if status and i % 50 == 0:
-            status(f"parsing {spec}", i, len(walked.units))
-        unit = parse_unit(source)
-        units.append(unit)
-        prints.append(fingerprint_unit(unit, options.params, cache))
+    for d in done:
+        unit = d.unit
         if unit.error_lines:
             notes.append({"path": unit.path, "kind": "syntax-error", "lines": unit.error_lines[:20],
                           "detail": "syntax errors; fragments that parse were still scanned"})
         if unit.invalid_utf8:
             notes.append({"path": unit.path, "kind": "invalid-utf8", "detail": "undecodable bytes replaced"})
-        if unit.path not in file_info:
-            file_info[unit.path] = analyse(unit.text, head_lines=200)
+        if d.license is not None:
+            file_info[unit.path] = d.license
     repo_licenses, documents = _root_documents(acquired.root, walked.other_files)
     packages = {_top_package(u.path) for u in units} - {None}
     skipped = [{"path": s.path, "reason": s.reason} for s in walked.skipped]
     skipped += [{"path": "", "reason": note} for note in acquired.notes]
-    return Tree(name or acquired.name, acquired, units, prints, walked.files, skipped, notes, file_info,
+    files = len({u.path for u in sources}) if includes else walked.files
+    return Tree(name or acquired.name, acquired, units, prints, files, skipped, notes, file_info,
                 repo_licenses, documents, packages, _metadata_urls(acquired.root, walked.other_files))
+
+
+def default_index(options: ScanOptions) -> str:
+    return str((options.cache_dir or default_cache_dir()) / "index")
+
+
+def _looks_like_name(spec: str) -> bool:
+    return re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", spec) is not None
+
+
+def load_references(specs: list[tuple[str | None, str]], options: ScanOptions, status=None):
+    """The references of a scan, as Reference views, and the Redis store if one serves them.
+
+    A --reference is an index entry when it names one (and is not an existing path); otherwise a
+    source, fingerprinted into a cache keyed by its resolved commit or version and the
+    fingerprint parameters (local directories, which have neither, are fingerprinted afresh).
+    Without any --reference, every reference in the index.
+    """
+    explicit_index = options.index is not None
+    store = open_store(options.index or default_index(options), options.params.index_key(), __version__)
+    via_redis = isinstance(store, RedisStore)
+    indexed_names = {e["name"] for e in store.references()} if (explicit_index or store.exists()) else set()
+    if not specs:
+        if not indexed_names:
+            raise UsageError("no references: give --reference SOURCE, or build an index first "
+                             "(provscan index add NAME SOURCE)")
+        return [Reference(s, via_redis=via_redis) for s in store.load()], (store if via_redis else None)
+    refs: list[Reference] = []
+    wanted = [spec for name, spec in specs if name is None and spec in indexed_names and not Path(spec).exists()]
+    loaded = {s.meta["name"]: s for s in store.load(wanted)} if wanted else {}
+    for name, spec in specs:
+        if name is None and spec in loaded:
+            refs.append(Reference(loaded[spec], via_redis=via_redis))
+        elif explicit_index and name is None and _looks_like_name(spec) and not Path(spec).exists():
+            raise UsageError(f"no reference named {spec!r} in index {store.location}, and no such directory")
+        else:
+            refs.append(_reference_from_source(spec, name, options, status))
+    return refs, (store if via_redis and loaded else None)
+
+
+def _reference_from_source(spec: str, name: str | None, options: ScanOptions, status=None) -> Reference:
+    acquired = acquire(spec, options.cache_dir, timeout=options.timeout)
+    if acquired.kind == "local":
+        return Reference(build_stored(load_tree(acquired, name, options, status), options.params,
+                                      tool_version=__version__), name)
+    key = hashlib.sha256(json.dumps([acquired.kind, acquired.url, acquired.commit, acquired.version,
+                                     options.params.index_key(), options.max_file_size, FORMAT]).encode()).hexdigest()
+    cached = EmbeddedStore((options.cache_dir or default_cache_dir()) / "references" / key[:32],
+                           options.params.index_key(), __version__)
+    try:
+        if cached.exists():
+            (stored,) = cached.load()
+            return Reference(stored, name or acquired.name)
+    except IndexStoreError:
+        pass  # a damaged cache entry is rebuilt below
+    stored = build_stored(load_tree(acquired, name, options, status), options.params, tool_version=__version__)
+    try:
+        cached.add(stored)
+    except IndexStoreError:
+        pass  # an unwritable cache only costs the next scan a re-fingerprint
+    return Reference(stored, name or acquired.name)
 
 
 _URL_LABELS = re.compile(r"^(home-?page|homepage|source|source code|repository|code|github)$", re.IGNORECASE)
@@ -181,28 +237,20 @@ def _root_documents(root: Path, others: list[str]) -> tuple[list[dict], list[tup
 
 def scan(source: str, references: list[tuple[str | None, str]], options: ScanOptions, status=None) -> Report:
     started = time.monotonic()
-    scanned = load_tree(source, None, options, status)
-    refs = [load_tree(spec, name, options, status) for name, spec in references]
-    corpus = ReferenceCorpus(options.params)
-    indexed = []
-    for ri, ref in enumerate(refs):
-        if status:
-            status(f"indexing reference {ref.name}")
-        indexed.append(corpus.add(ri, ref.units, ref.prints))
-    corpus.compute_common()
-    total = len(scanned.units)
-    progress = (lambda done: status("matching", done, total) if done % 20 == 0 else None) if status else None
+    scanned = load_tree(acquire(source, options.cache_dir, timeout=options.timeout), None, options, status)
+    refs, redis_store = load_references(references, options, status)
+    corpus = ReferenceCorpus(options.params, refs, redis_store)
+    progress = (lambda done, total: status("matching", done, total)) if status else None
     matches = find_matches(scanned.units, scanned.prints, corpus, progress)
-    findings = _copy_findings(scanned, refs, corpus, matches)
-    findings += _notice_findings(scanned, refs, corpus, matches, findings)
+    findings = _copy_findings(scanned, corpus, matches)
+    findings += _notice_findings(scanned, corpus, matches, findings)
     if options.missing_license:
         findings += _missing_license_findings(scanned)
     findings.sort(key=lambda f: (f.path, f.start_line, f.kind))
     return Report(
         tool_version=__version__,
         scanned=_tree_summary(scanned, sum(len(u.fragments) for u in scanned.units)),
-        references=[dict(_tree_summary(r, sum(len(u.fragments) for u in r.units)), name=r.name,
-                         license=r.license, indexed_fragments=n) for r, n in zip(refs, indexed)],
+        references=[ref.summary() for ref in refs],
         findings=findings,
         licenses=_license_table(scanned),
         skipped=scanned.skipped,
@@ -229,46 +277,46 @@ def _finding_id(*parts: object) -> str:
     return hashlib.sha256("\x1f".join("" if p is None else str(p) for p in parts).encode()).hexdigest()[:16]
 
 
-def _ref_location(refs: list[Tree], corpus: ReferenceCorpus, loc: RefLoc, with_notice: bool = True) -> Location:
-    unit, _, frag = corpus.fragment(loc)
-    ref = refs[loc.ref]
-    info = ref.file_info.get(unit.path)
-    copyright_lines = [c.text for c in info.copyrights] if info else []
+def _ref_location(corpus: ReferenceCorpus, loc: RefLoc, with_notice: bool = True) -> Location:
+    ref, path, frag = corpus.fragment(loc)
+    _, cell, _ = ref.fragment(loc.frag)
+    notice = ref.file_notice(path)
+    copyright_lines = [c.text for c in notice.copyrights] if notice else []
     if with_notice and not copyright_lines:
         copyright_lines = ref.repo_holders
     note = corpus.copied_note(loc)
-    return Location(ref.name, unit.path, frag.start_line, frag.end_line, frag.symbol, unit.cell,
-                    (info.spdx if info and info.spdx else ref.license), copyright_lines,
+    return Location(ref.name, path, frag.start_line, frag.end_line, frag.symbol, cell,
+                    (notice.spdx if notice and notice.spdx else ref.license), copyright_lines,
                     {"line": note[0], "text": note[1]} if note else None)
 
 
-def _copy_findings(scanned: Tree, refs: list[Tree], corpus: ReferenceCorpus, matches: list[Match]) -> list[Finding]:
-    terms = [r.terms() for r in refs]
+def _copy_findings(scanned: Tree, corpus: ReferenceCorpus, matches: list[Match]) -> list[Finding]:
+    terms = [r.terms() for r in corpus.refs]
     repo_ev = [repo_evidence(scanned.documents, t) for t in terms]
     findings: list[Finding] = []
     seen_ids: dict[str, int] = defaultdict(int)
     for m in matches:
         unit = scanned.units[m.unit]
         frag = unit.fragments[m.frag]
-        ref_unit, _, ref_frag = corpus.fragment(m.ref)
-        ref = refs[m.ref.ref]
-        refloc = _ref_location(refs, corpus, m.ref)
-        fterms = fragment_terms(ref_unit.path, ref_frag.symbol)
+        ref, ref_path, ref_frag = corpus.fragment(m.ref)
+        refloc = _ref_location(corpus, m.ref)
+        fterms = fragment_terms(ref_path, ref_frag.symbol)
         frag_ev = fragment_evidence(unit, frag, terms[m.ref.ref], fterms)
         for member in descendants(m):
-            mu, _, mf = corpus.fragment(member.ref)
+            _, m_path, mf = corpus.fragment(member.ref)
             frag_ev += [e for e in fragment_evidence(unit, unit.fragments[member.frag], terms[m.ref.ref],
-                                                     fragment_terms(mu.path, mf.symbol)) if e not in frag_ev]
+                                                     fragment_terms(m_path, mf.symbol)) if e not in frag_ev]
         info = scanned.file_info.get(unit.path)
         holders = [(c.line, c.holder) for c in info.copyrights] if info else []
-        ref_info = ref.file_info.get(ref_unit.path)
-        ref_holders = [c.holder for c in ref_info.copyrights] if ref_info and ref_info.copyrights else ref.repo_holders
-        file_ev = file_evidence(unit, holders, ref_holders, terms[m.ref.ref], module_path(ref_unit.path),
+        ref_notice = ref.file_notice(ref_path)
+        ref_holders = ([c.holder for c in ref_notice.copyrights] if ref_notice and ref_notice.copyrights
+                       else ref.repo_holders)
+        file_ev = file_evidence(unit, holders, ref_holders, terms[m.ref.ref], module_path(ref_path),
                                 ref_frag.symbol, ref.packages, holders_match)
         attribution = decide(frag_ev, file_ev, repo_ev[m.ref.ref])
         kind = "attributed-copy" if attribution.status == "attributed" else "unattributed-copy"
         severity = {"attributed": "note", "weak": "warning", "unattributed": "error"}[attribution.status]
-        base_id = _finding_id("copy", unit.path, unit.cell, frag.symbol, ref.name, ref_unit.path, ref_frag.symbol)
+        base_id = _finding_id("copy", unit.path, unit.cell, frag.symbol, ref.name, ref_path, ref_frag.symbol)
         seen_ids[base_id] += 1
         fid = base_id if seen_ids[base_id] == 1 else _finding_id(base_id, seen_ids[base_id])
         findings.append(Finding(
@@ -278,15 +326,15 @@ def _copy_findings(scanned: Tree, refs: list[Tree], corpus: ReferenceCorpus, mat
             similarity_concrete=round(m.similarity_concrete, 4), reference=refloc, attribution=attribution,
             message=_copy_message(frag, m, refloc, attribution),
             matched_lines=[b.to_dict() for b in m.blocks],
-            members=[_member(scanned, refs, corpus, x) for x in descendants(m)],
-            other_locations=[_ref_location(refs, corpus, o, with_notice=False) for o in m.others],
+            members=[_member(scanned, corpus, x) for x in descendants(m)],
+            other_locations=[_ref_location(corpus, o, with_notice=False) for o in m.others],
         ))
     return findings
 
 
-def _member(scanned: Tree, refs: list[Tree], corpus: ReferenceCorpus, m: Match) -> dict:
+def _member(scanned: Tree, corpus: ReferenceCorpus, m: Match) -> dict:
     frag = scanned.units[m.unit].fragments[m.frag]
-    loc = _ref_location(refs, corpus, m.ref, with_notice=False)
+    loc = _ref_location(corpus, m.ref, with_notice=False)
     return {"symbol": frag.symbol, "start_line": frag.start_line, "end_line": frag.end_line,
             "clone_type": m.clone_type, "similarity": round(m.similarity, 4),
             "reference": {"name": loc.name, "path": loc.path, "start_line": loc.start_line,
@@ -311,17 +359,17 @@ def _copy_message(frag: Fragment, m: Match, ref: Location, attribution: Attribut
             f"provenance comment (e.g. '# Adapted from {ref.symbol or ref.path}') or an SPDX snippet tag.")
 
 
-def _notice_findings(scanned: Tree, refs: list[Tree], corpus: ReferenceCorpus, matches: list[Match],
+def _notice_findings(scanned: Tree, corpus: ReferenceCorpus, matches: list[Match],
                      copies: list[Finding]) -> list[Finding]:
     """Copied code whose reference file carries a copyright holder that the scanned file lacks."""
     groups: dict[tuple[str, int | None, int, str], list[tuple[Match, Finding]]] = defaultdict(list)
     for m, f in zip(matches, copies):
-        ref_unit, _, _ = corpus.fragment(m.ref)
-        groups[(f.path, f.cell, m.ref.ref, ref_unit.path)].append((m, f))
+        _, ref_path, _ = corpus.fragment(m.ref)
+        groups[(f.path, f.cell, m.ref.ref, ref_path)].append((m, f))
     out = []
     for (path, cell, ri, ref_path), items in groups.items():
-        ref = refs[ri]
-        ref_info = ref.file_info.get(ref_path)
+        ref = corpus.refs[ri]
+        ref_info = ref.file_notice(ref_path)
         if not ref_info or not ref_info.copyrights:
             continue
         info = scanned.file_info.get(path)
@@ -353,8 +401,8 @@ def _missing_license_findings(scanned: Tree) -> list[Finding]:
     for path, info in sorted(scanned.file_info.items()):
         if info.licenses:
             continue
-        unit = next(u for u in scanned.units if u.path == path)
-        if not unit.abstract:  # empty files (e.g. bare __init__.py) need no notice
+        tokens = sum(len(pr.abs_tok) for u, pr in zip(scanned.units, scanned.prints) if u.path == path)
+        if not tokens:  # empty files (e.g. bare __init__.py) need no notice
             continue
         out.append(Finding(
             id=_finding_id("missing-license", path), kind="missing-license", severity="warning", path=path,

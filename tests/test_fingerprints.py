@@ -8,7 +8,8 @@ from datasketch import MinHash, MinHashLSH
 from scanner.fingerprint import Params, abstract_set, concrete_set, fingerprint_unit
 from scanner.parse import parse_unit
 from scanner.walk import SourceUnit, notebook_cells
-from signatures.minhash import MinHasher, to_hash32
+from signatures.lsh import BandTable, band_keys, band_params
+from signatures.minhash import MinHasher
 from signatures.shingles import shingle_hashes, token_hashes
 
 SRC = b'''"""Module docstring."""
@@ -131,19 +132,41 @@ def test_minhash_is_bit_identical_to_datasketch():
     assert np.array_equal(MinHasher(64, seed=9).permutations, MinHash(num_perm=64, seed=9).permutations)
 
 
-def test_lsh_finds_similar_fragments_only():
+def test_banded_lsh_gives_exactly_datasketchs_candidates():
     params = Params()
     hasher = MinHasher(params.num_perm, params.seed)
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 2**32, 300, dtype=np.uint64).astype(np.uint32)
+    sets = [np.concatenate([base[rng.random(300) < rng.random()], rng.integers(0, 2**32, 50, dtype=np.uint64).astype(np.uint32)])
+            for _ in range(300)]
+    sigs = np.vstack([hasher.signature(s) for s in sets])
     lsh = MinHashLSH(threshold=params.lsh_threshold, num_perm=params.num_perm)
-    base = parsed(SRC)
-    prints = fingerprint_unit(base, params)
-    sig = hasher.signature(to_hash32(abstract_set(prints, base.fragments[0], params.k)))
-    lsh.insert("base", hasher.to_datasketch(sig))
-    other = parsed(b"import json\n\n\ndef load(path):\n    with open(path) as fh:\n        return json.load(fh)\n" * 3)
-    op = fingerprint_unit(other, params)
-    osig = hasher.signature(to_hash32(abstract_set(op, other.fragments[0], params.k)))
-    assert lsh.query(hasher.to_datasketch(sig)) == ["base"]
-    assert lsh.query(hasher.to_datasketch(osig)) == []
+    for i in range(200):
+        lsh.insert(i, hasher.to_datasketch(sigs[i]))
+    b, r = band_params(params.lsh_threshold, params.num_perm)
+    assert (b, r) == (lsh.b, lsh.r)
+    table = BandTable.build(band_keys(sigs[:200], b, r), np.arange(200))
+    rows, ids = table.query(band_keys(sigs[200:], b, r))
+    ours = {(int(q) + 200, int(c)) for q, c in zip(rows, ids)}
+    theirs = {(i, key) for i in range(200, 300) for key in lsh.query(hasher.to_datasketch(sigs[i]))}
+    assert ours == theirs and len(ours) > 100
+
+
+def test_fingerprints_identical_whatever_the_worker_count(tmp_path):
+    from pathlib import Path
+
+    from scanner.fingerprint import fingerprint_sources
+    from scanner.walk import walk_tree
+
+    units = walk_tree(Path(__file__).resolve().parents[1] / "scanner").units * 6  # enough to use the pool
+    one = fingerprint_sources(units, Params(), workers=1)
+    two = fingerprint_sources(units, Params(), workers=2)
+    assert len(one) == len(two) == len(units) >= 64
+    for a, b in zip(one, two):
+        assert a.unit.path == b.unit.path and a.unit.fragments == b.unit.fragments
+        for name in ("abs_tok", "con_tok", "lines", "eligible", "sigs"):
+            assert np.array_equal(getattr(a.prints, name), getattr(b.prints, name))
+        assert a.license == b.license
 
 
 def test_concrete_and_abstract_sets():
@@ -151,5 +174,7 @@ def test_concrete_and_abstract_sets():
     unit = parsed()
     pr = fingerprint_unit(unit, params)
     frag = unit.fragments[2]
-    assert len(abstract_set(pr, frag, params.k)) <= frag.tokens - params.k + 1
-    assert len(concrete_set(pr, frag, params.k)) == frag.tokens - params.k + 1  # all distinct here
+    assert len(abstract_set(pr, frag.tok_start, frag.tok_end, params.k)) <= frag.tokens - params.k + 1
+    assert len(concrete_set(pr, frag.tok_start, frag.tok_end, params.k)) == frag.tokens - params.k + 1
+    # Signatures: one row per eligible fragment (the module and the class here).
+    assert list(pr.eligible) == [0, 1] and pr.sigs.shape == (2, params.num_perm)

@@ -1,0 +1,214 @@
+"""References: a fingerprinted tree turned into a stored reference, and the read-only view of a
+stored reference that matching, attribution and reports use.
+
+A reference is fingerprinted exactly like a scanned tree (same pipeline), then flattened: its
+units' token hashes end to end, one row per fragment, one MinHash row per indexed fragment, the
+LSH band keys, the document frequencies of its shingles, and JSON metadata (file licences and
+copyright lines, symbols, the Copied-from notes of its own fragments).
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from scanner.attribute import ReferenceTerms, provenance_note, url_key
+from scanner.fingerprint import Params, UnitPrints, abstract_set
+from scanner.licenses import Copyright
+from scanner.parse import Fragment
+from signatures.lsh import BandTable, band_keys, band_params
+from signatures.store import StoredReference
+
+KINDS = ("module", "cell", "class", "function", "method")
+_KIND_CODE = {k: i for i, k in enumerate(KINDS)}
+# Columns of the "frags" array.
+_UNIT, _KIND, _START, _END, _TOK_START, _TOK_END, _PARENT = range(7)
+
+
+def document_frequency(units, prints, k: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """For each abstract shingle, in how many distinct functions/methods it occurs.
+
+    Functions with identical abstract token sequences (renamed copies) count once, so code
+    copied into many places does not become "boilerplate".
+    """
+    seen: set[bytes] = set()
+    sets = []
+    for unit, pr in zip(units, prints):
+        for frag in unit.fragments:
+            if frag.kind not in ("function", "method"):
+                continue
+            key = pr.abs_tok[frag.tok_start:frag.tok_end].tobytes()
+            if key in seen:
+                continue
+            seen.add(key)
+            sets.append(abstract_set(pr, frag.tok_start, frag.tok_end, k))
+    if not sets:
+        return np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.uint32), 0
+    values, counts = np.unique(np.concatenate(sets), return_counts=True)
+    return values, counts.astype(np.uint32), len(sets)
+
+
+def build_stored(tree, params: Params, *, includes: list[str] | None = None, preset: str | None = None,
+                 tool_version: str = "") -> StoredReference:
+    """Flatten a fingerprinted tree (scanner.pipeline.Tree) into a StoredReference."""
+    from scanner.acquire import redact
+
+    units, prints = tree.units, tree.prints
+    offsets = np.cumsum([0] + [len(p.abs_tok) for p in prints])
+    frag_rows, symbols, notes = [], [], {}
+    indexed, sig_rows = [], []
+    unit_meta = []
+    for ui, (unit, pr) in enumerate(zip(units, prints)):
+        base = len(frag_rows)
+        off = int(offsets[ui])
+        info = tree.file_info.get(unit.path)
+        unit_meta.append([unit.path, unit.cell, info.spdx if info else None,
+                          [[c.line, c.text, c.holder] for c in info.copyrights] if info else []])
+        eligible_rows = {int(fi): row for row, fi in enumerate(pr.eligible)}
+        for fi, frag in enumerate(unit.fragments):
+            fid = len(frag_rows)
+            frag_rows.append((ui, _KIND_CODE[frag.kind], frag.start_line, frag.end_line, frag.tok_start + off,
+                              frag.tok_end + off, -1 if frag.parent is None else base + frag.parent))
+            symbols.append(frag.symbol)
+            if fi in eligible_rows:
+                indexed.append(fid)
+                sig_rows.append(pr.sigs[eligible_rows[fi]])
+                note = provenance_note(unit, frag)
+                if note:
+                    notes[str(fid)] = list(note)
+    sigs = np.vstack(sig_rows) if sig_rows else np.empty((0, params.num_perm), dtype=np.uint32)
+    b, r = band_params(params.lsh_threshold, params.num_perm)
+    table = BandTable.build(band_keys(sigs, b, r), np.asarray(indexed, dtype=np.int32))
+    df_values, df_counts, distinct = document_frequency(units, prints, params.k)
+    a = tree.acquired
+    meta = {
+        "name": tree.name, "source": redact(a.source), "kind": a.kind, "commit": a.commit, "version": a.version,
+        "url": redact(a.url) if a.url else None, "acquired_name": a.name, "license": tree.license,
+        "repo_licenses": tree.repo_licenses, "packages": sorted(tree.packages), "homepages": sorted(tree.homepages),
+        "files": tree.files, "fragments": len(frag_rows), "indexed": len(indexed),
+        "source_bytes": int(sum(len(u.text.encode("utf-8", "surrogatepass")) for u in units)),
+        "skipped": len(tree.skipped), "includes": includes or [], "preset": preset, "df_distinct": distinct,
+        "params": params.index_key(), "tool_version": tool_version,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "units": unit_meta, "symbols": symbols, "notes": notes,
+    }
+    cat = (lambda name, dtype: np.concatenate([getattr(p, name) for p in prints]).astype(dtype)
+           if prints else np.empty(0, dtype=dtype))
+    arrays = {
+        "abs_tok": cat("abs_tok", np.uint64), "con_tok": cat("con_tok", np.uint64), "lines": cat("lines", np.int32),
+        "frags": np.asarray(frag_rows, dtype=np.int64).reshape(-1, 7),
+        "indexed": np.asarray(indexed, dtype=np.int32), "sigs": sigs.astype(np.uint32),
+        "band_keys": table.keys, "band_ids": table.ids,
+        "df_values": df_values, "df_counts": df_counts,
+    }
+    return StoredReference(meta, arrays)
+
+
+@dataclass(frozen=True)
+class FileNotice:
+    spdx: str | None
+    copyrights: list[Copyright]
+
+
+class Reference:
+    """Read-only view of a stored reference (memory-mapped arrays stay on disk until touched)."""
+
+    def __init__(self, stored: StoredReference, display_name: str | None = None, via_redis: bool = False) -> None:
+        self.stored = stored
+        self.via_redis = via_redis  # its LSH candidates come from the shared Redis tables
+        self.meta = stored.meta
+        self.name = display_name or stored.meta["name"]
+        a = stored.arrays
+        self.prints = UnitPrints(a["abs_tok"], a["con_tok"], a["lines"])
+        self.frags = a["frags"]
+        self._validate()
+
+    def _validate(self) -> None:
+        """A tampered index must give a clear error, not an IndexError deep in matching."""
+        from signatures.store import IndexStoreError
+
+        a, m = self.stored.arrays, self.meta
+        n_tok, n_frag = len(a["abs_tok"]), len(self.frags)
+        ok = (len(a["con_tok"]) == n_tok == len(a["lines"]) and len(m["symbols"]) == n_frag
+              and a["sigs"].shape[0] == len(a["indexed"]) and a["band_ids"].shape == a["band_keys"].shape)
+        if ok and n_frag:
+            f = np.asarray(self.frags)
+            ok = (f[:, _TOK_START].min() >= 0 and f[:, _TOK_END].max() <= n_tok and f[:, _UNIT].max() < len(m["units"])
+                  and (f[:, _KIND] < len(KINDS)).all() and f[:, _PARENT].max() < n_frag)
+        if ok and len(a["indexed"]):
+            ok = a["indexed"].max() < n_frag and a["band_ids"].max() < n_frag
+        if not ok:
+            raise IndexStoreError(f"reference {self.name!r} in the index is inconsistent; remove and re-add it")
+
+    # -- what attribution and reports need ---------------------------------------------------------
+
+    @property
+    def license(self) -> str | None:
+        return self.meta.get("license")
+
+    @property
+    def packages(self) -> set[str]:
+        return set(self.meta.get("packages", []))
+
+    @cached_property
+    def repo_holders(self) -> list[str]:
+        return [c for doc in self.meta.get("repo_licenses", []) for c in doc.get("copyright", [])]
+
+    @cached_property
+    def _files(self) -> dict[str, FileNotice]:
+        out = {}
+        for path, _cell, spdx, copyrights in self.meta["units"]:
+            if path not in out:
+                out[path] = FileNotice(spdx, [Copyright(line, text, None, holder) for line, text, holder in copyrights])
+        return out
+
+    def file_notice(self, path: str) -> FileNotice | None:
+        return self._files.get(path)
+
+    def terms(self) -> ReferenceTerms:
+        m = self.meta
+        names = {self.name, m.get("name"), m.get("acquired_name")} | self.packages
+        urls = set(m.get("homepages", []))
+        if m.get("kind") in ("git", "hf") and m.get("url"):
+            urls.add(url_key(m["url"]))
+        if m.get("kind") == "pypi" and m.get("acquired_name"):
+            urls.add(f"pypi.org/project/{m['acquired_name'].lower()}")
+        if "/" in (m.get("acquired_name") or ""):
+            names.add(m["acquired_name"].split("/")[-1])
+        return ReferenceTerms({n for n in names if n}, urls)
+
+    def summary(self) -> dict:
+        m = self.meta
+        return {"source": m["source"], "commit": m.get("commit"), "version": m.get("version"), "files": m["files"],
+                "fragments": m["fragments"], "name": self.name, "license": m.get("license"),
+                "indexed_fragments": m["indexed"]}
+
+    # -- what matching needs ------------------------------------------------------------------------
+
+    def fragment(self, fid: int) -> tuple[str, int | None, Fragment]:
+        """(path, cell, fragment) of fragment fid; token offsets index self.prints."""
+        row = self.frags[fid]
+        path, cell = self.meta["units"][int(row[_UNIT])][:2]
+        parent = int(row[_PARENT])
+        return path, cell, Fragment(KINDS[int(row[_KIND])], self.meta["symbols"][fid], int(row[_START]),
+                                    int(row[_END]), int(row[_TOK_START]), int(row[_TOK_END]),
+                                    None if parent < 0 else parent, 0)
+
+    def copied_note(self, fid: int) -> tuple[int, str] | None:
+        note = self.meta["notes"].get(str(fid))
+        return (note[0], note[1]) if note else None
+
+    @cached_property
+    def _sig_rows(self) -> np.ndarray:
+        return np.asarray(self.stored.arrays["indexed"])
+
+    def signature(self, fid: int) -> np.ndarray:
+        row = int(np.searchsorted(self._sig_rows, fid))
+        return self.stored.arrays["sigs"][row]
+
+    @cached_property
+    def band_table(self) -> BandTable:
+        return BandTable(self.stored.arrays["band_keys"], self.stored.arrays["band_ids"])

@@ -1,0 +1,80 @@
+"""Banded LSH over MinHash signatures, as sorted arrays that can be memory-mapped.
+
+The bands are datasketch's: the same (b, r) that `datasketch.MinHashLSH` picks for a threshold
+and number of permutations, and a fragment is a candidate when all r values of any band are
+equal. The stored form is one sorted key array per band, so loading an index builds nothing
+and a batch of queries is a few `searchsorted` calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+_MULT = np.uint64(0x9E3779B97F4A7C15)
+
+
+@lru_cache(maxsize=None)
+def band_params(threshold: float, num_perm: int) -> tuple[int, int]:
+    """(bands, rows per band) minimising false positives + false negatives, as datasketch does."""
+    from datasketch.lsh import _optimal_param
+
+    return _optimal_param(threshold, num_perm, 0.5, 0.5)
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(0xFF51AFD7ED558CCD)
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(0xC4CEB9FE1A85EC53)
+    return h ^ (h >> np.uint64(33))
+
+
+def band_keys(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """(n, bands) uint64: one key per band, equal exactly when the band's values are (w.h.p.)."""
+    n = sigs.shape[0]
+    out = np.empty((n, bands), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(bands):
+            acc = np.full(n, j + 1, dtype=np.uint64)
+            for c in range(j * rows, (j + 1) * rows):
+                acc = acc * _MULT + sigs[:, c].astype(np.uint64)
+            out[:, j] = _mix(acc)
+    return out
+
+
+@dataclass
+class BandTable:
+    """keys[j] sorted ascending; ids[j] the fragment ids in the same order."""
+
+    keys: np.ndarray  # (bands, n) uint64
+    ids: np.ndarray  # (bands, n) int32
+
+    @classmethod
+    def build(cls, keys_by_row: np.ndarray, ids: np.ndarray) -> "BandTable":
+        order = np.argsort(keys_by_row.T, axis=1, kind="stable")
+        keys = np.take_along_axis(keys_by_row.T, order, axis=1)
+        return cls(np.ascontiguousarray(keys), np.ascontiguousarray(np.asarray(ids, dtype=np.int32)[order]))
+
+    def query(self, qkeys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Candidate pairs for a batch of queries: (query row, fragment id), unique, sorted."""
+        q_rows, found = [], []
+        for j in range(self.keys.shape[0]):
+            lo = np.searchsorted(self.keys[j], qkeys[:, j], side="left")
+            hi = np.searchsorted(self.keys[j], qkeys[:, j], side="right")
+            counts = hi - lo
+            hit = np.flatnonzero(counts)
+            if len(hit) == 0:
+                continue
+            c = counts[hit]
+            total = int(c.sum())
+            starts = np.repeat(lo[hit], c)
+            offsets = np.arange(total) - np.repeat(np.cumsum(c) - c, c)
+            q_rows.append(np.repeat(hit, c))
+            found.append(self.ids[j][starts + offsets])
+        if not q_rows:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        pairs = np.unique(np.concatenate(q_rows).astype(np.int64) << 32 | np.concatenate(found).astype(np.int64))
+        return pairs >> 32, pairs & 0xFFFFFFFF

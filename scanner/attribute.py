@@ -9,6 +9,7 @@ THIRD_PARTY, CREDITS, ACKNOWLEDGEMENTS, README naming the reference: weak).
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from scanner.parse import Fragment, ParsedUnit
@@ -111,7 +112,10 @@ def _nearby_comments(unit: ParsedUnit, frag: Fragment) -> list[tuple[int, str]]:
         else:
             break
         i -= 1
-    return [(ln, text) for ln, text in unit.comments if first <= ln <= frag.end_line]
+    # unit.comments is sorted by line: slice it instead of scanning it.
+    lo = bisect_left(unit.comments, (first, ""))
+    hi = bisect_left(unit.comments, (frag.end_line + 1, ""))
+    return unit.comments[lo:hi]
 
 
 def provenance_note(unit: ParsedUnit, frag: Fragment) -> tuple[int, str] | None:

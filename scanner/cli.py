@@ -39,6 +39,19 @@ def parse_reference(text: str) -> tuple[str | None, str]:
     return None, text
 
 
+def _common(p: argparse.ArgumentParser) -> None:
+    """Options of every command that fingerprints or reads an index."""
+    p.add_argument("--index", metavar="PATH|URL",
+                   help="reference index: a directory (default: the user cache) or redis://HOST:PORT/DB?prefix=NAME")
+    p.add_argument("--cache-dir", metavar="DIR", help="where clones, downloads and fingerprints are kept")
+    p.add_argument("--max-file-size", type=_size, default=None, metavar="BYTES",
+                   help="skip files larger than this (default 1MiB)")
+    p.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+                   help="give up a clone or download after this long (default 600)")
+    p.add_argument("--workers", type=int, default=None, metavar="N", help="fingerprinting processes (default: every core)")
+    p.add_argument("--min-tokens", type=int, default=None, help="smallest fragment, in tokens, to index and report")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="provscan", description="Find code copied from reference repositories and check it is credited.")
     parser.add_argument("--version", action="version", version=f"provscan {__version__}")
@@ -46,19 +59,33 @@ def build_parser() -> argparse.ArgumentParser:
     scan = sub.add_parser("scan", help="scan a repository against references")
     scan.add_argument("source", help="directory, git URL[@REV], hf:ORG/NAME[@REV] or pypi:NAME[==VERSION]")
     scan.add_argument("--reference", "-r", action="append", default=[], metavar="[NAME=]REF",
-                      help="a reference to compare against (same forms as SOURCE); repeatable")
+                      help="an index reference's name, or a source to compare against (same forms as SOURCE); "
+                           "repeatable; default: every reference in the index")
     scan.add_argument("--format", "-f", choices=("text", "json"), default="text")
     scan.add_argument("--output", "-o", metavar="FILE", help="write the report here instead of stdout")
     scan.add_argument("--fail-on", choices=("unattributed", "any", "never"), default="unattributed",
                       help="exit 1 when findings at this level exist (default: unattributed = any error)")
-    scan.add_argument("--max-file-size", type=_size, default=None, metavar="BYTES",
-                      help="skip files larger than this (default 1MiB)")
     scan.add_argument("--missing-license", action="store_true", help="report files without licence information")
-    scan.add_argument("--cache-dir", metavar="DIR", help="where clones and downloads are kept")
-    scan.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
-                      help="give up a clone or download after this long (default 600)")
     scan.add_argument("--min-similarity", type=float, default=None, help="verified similarity threshold (0-1)")
-    scan.add_argument("--min-tokens", type=int, default=None, help="smallest fragment, in tokens, to report")
+    _common(scan)
+
+    index = sub.add_parser("index", help="manage the stored reference index")
+    isub = index.add_subparsers(dest="index_command", parser_class=_Parser)
+    add = isub.add_parser("add", help="fingerprint a reference and store it (replaces one of the same name)")
+    add.add_argument("name", nargs="?", help="the reference's name in the index")
+    add.add_argument("ref", nargs="?", help="directory, git URL[@REV], hf:ORG/NAME[@REV] or pypi:NAME[==VERSION]")
+    add.add_argument("--include", action="append", default=[], metavar="GLOB",
+                     help="only files whose path matches (fnmatch; '*' crosses '/'); repeatable")
+    add.add_argument("--preset", metavar="NAME", help="a curated reference set: see `provscan index presets`")
+    _common(add)
+    for name, text in (("list", "the stored references"), ("info", "the index's format, parameters and size"),
+                       ("presets", "the curated reference sets")):
+        p = isub.add_parser(name, help=text)
+        p.add_argument("--format", "-f", choices=("text", "json"), default="text")
+        _common(p)
+    remove = isub.add_parser("remove", help="remove a reference")
+    remove.add_argument("name")
+    _common(remove)
     return parser
 
 
@@ -69,7 +96,7 @@ def _options(args):
     from scanner.pipeline import ScanOptions
 
     params = Params()
-    if args.min_similarity is not None:
+    if getattr(args, "min_similarity", None) is not None:
         if not 0 < args.min_similarity <= 1:
             raise UsageError("--min-similarity must be in (0, 1]")
         params = replace(params, min_similarity=args.min_similarity)
@@ -77,8 +104,11 @@ def _options(args):
         if args.min_tokens < 5:
             raise UsageError("--min-tokens must be at least 5")
         params = replace(params, min_tokens=args.min_tokens)
-    opts = ScanOptions(params=params, missing_license=args.missing_license,
-                       cache_dir=Path(args.cache_dir) if args.cache_dir else None, timeout=args.timeout)
+    if args.workers is not None and args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    opts = ScanOptions(params=params, missing_license=getattr(args, "missing_license", False),
+                       cache_dir=Path(args.cache_dir) if args.cache_dir else None, timeout=args.timeout,
+                       index=args.index, workers=args.workers)
     if args.max_file_size is not None:
         opts = replace(opts, max_file_size=args.max_file_size)
     return opts
@@ -109,8 +139,6 @@ def cmd_scan(args) -> int:
     from reports import render
     from scanner.pipeline import scan
 
-    if not args.reference:
-        raise UsageError("provscan scan: give at least one --reference")
     options = _options(args)
     references = [parse_reference(r) for r in args.reference]
     update, status = _status_callback()
@@ -131,11 +159,54 @@ def cmd_scan(args) -> int:
     return report.exit_code(args.fail_on)
 
 
+def cmd_index(args) -> int:
+    from scanner import index
+
+    options = _options(args)
+    command = args.index_command
+    if command == "add":
+        update, status = _status_callback()
+        try:
+            done = index.add(options, args.name, args.ref, args.include, args.preset, update)
+        finally:
+            if status is not None:
+                status.stop()
+        resolved = (done["commit"] or "")[:12] or done["version"] or "local"
+        print(f"added {done['name']} ({done['source']} @ {resolved}, {done['license'] or 'licence unknown'}): "
+              f"{done['files']} files, {done['fragments']} fragments, {done['indexed']} indexed, "
+              f"in {done['seconds']} s -> {done['index']}")
+        return 0
+    if command == "list":
+        sys.stdout.write(index.render_listing(index.listing(options), args.format))
+        return 0
+    if command == "info":
+        sys.stdout.write(index.render_info(index.info(options), args.format))
+        return 0
+    if command == "presets":
+        data = index.presets()
+        if args.format == "json":
+            import json
+
+            sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        else:
+            for name, spec in sorted(data.items()):
+                print(f"{name}: {spec['description']}\n    {spec['source']}"
+                      + (f" include {' '.join(spec['include'])}" if spec.get("include") else ""))
+        return 0
+    if command == "remove":
+        index.store_for(options).remove(args.name)
+        print(f"removed {args.name}")
+        return 0
+    raise UsageError("provscan index: give a command: add, list, remove, info or presets")
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command == "scan":
             return cmd_scan(args)
+        if args.command == "index":
+            return cmd_index(args)
         build_parser().print_help(sys.stderr)
         return 2
     except ProvscanError as exc:

@@ -59,6 +59,9 @@ class UnitPrints:
     lines: np.ndarray  # int32 line of each token
     eligible: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int32))  # fragment indices
     sigs: np.ndarray = field(default_factory=lambda: np.empty((0, 0), dtype=np.uint32))  # one row per eligible
+    # Only when fingerprinted as a reference (computed in the worker, where the text still is):
+    notes: dict[int, tuple[int, str]] = field(default_factory=dict)  # eligible fragment -> its Copied-from note
+    functions: list[tuple[bytes, np.ndarray]] = field(default_factory=list)  # (token-sequence key, shingle set)
 
 
 def eligible(fragment: Fragment, params: Params) -> bool:
@@ -85,7 +88,8 @@ def signature(hasher: MinHasher, shingles: np.ndarray) -> np.ndarray:
 
 
 def fingerprint_unit(unit: ParsedUnit, params: Params, cache: dict | None = None,
-                     hasher: MinHasher | None = None) -> UnitPrints:
+                     hasher: MinHasher | None = None, sets: dict | None = None) -> UnitPrints:
+    """Token hashes and signatures; `sets` (if given) receives each eligible fragment's shingle set."""
     hasher = hasher or MinHasher(params.num_perm, params.seed)
     prints = UnitPrints(token_hashes(unit.abstract, cache), token_hashes(unit.concrete, cache),
                         np.asarray(unit.lines, dtype=np.int32))
@@ -94,6 +98,8 @@ def fingerprint_unit(unit: ParsedUnit, params: Params, cache: dict | None = None
         if not eligible(frag, params):
             continue
         shingles = abstract_set(prints, frag.tok_start, frag.tok_end, params.k)
+        if sets is not None:
+            sets[fi] = shingles
         if len(shingles):
             rows.append(fi)
             sigs.append(signature(hasher, shingles))
@@ -109,17 +115,41 @@ class Fingerprinted:
     license: object | None  # scanner.licenses.LicenseInfo of the file's header (first cell only)
 
 
-def _fingerprint_one(task: tuple[SourceUnit, Params, bool]) -> Fingerprinted:
-    source, params, with_license = task
+def _fingerprint_one(task: tuple[SourceUnit, Params, bool, bool]) -> Fingerprinted:
+    source, params, with_license, as_reference = task
     unit = parse_unit(source)
-    prints = fingerprint_unit(unit, params, _worker_cache(), _worker_hasher(params))
+    sets: dict[int, np.ndarray] = {}
+    prints = fingerprint_unit(unit, params, _worker_cache(), _worker_hasher(params), sets)
     unit.abstract, unit.concrete = [], []
     info = None
     if with_license:
         from scanner.licenses import analyse
 
         info = analyse(unit.text, head_lines=200)
+    if as_reference:
+        _reference_extras(unit, prints, params, sets)
+        # What a stored reference does not keep need not travel back from the worker.
+        unit.text, unit.comments, unit.imports = "", [], []
     return Fingerprinted(unit, prints, info)
+
+
+def _reference_extras(unit: ParsedUnit, prints: UnitPrints, params: Params, sets: dict) -> None:
+    """Copied-from notes of indexed fragments, and each function's shingles for document frequency."""
+    import xxhash
+
+    from scanner.attribute import provenance_note
+
+    for fi in prints.eligible:
+        note = provenance_note(unit, unit.fragments[int(fi)])
+        if note:
+            prints.notes[int(fi)] = note
+    for fi, frag in enumerate(unit.fragments):
+        if frag.kind in ("function", "method"):
+            key = xxhash.xxh3_128_digest(prints.abs_tok[frag.tok_start:frag.tok_end].tobytes())
+            shingles = sets.get(fi)
+            if shingles is None:
+                shingles = abstract_set(prints, frag.tok_start, frag.tok_end, params.k)
+            prints.functions.append((key, shingles))
 
 
 _CACHE: dict = {}
@@ -148,13 +178,17 @@ def default_workers() -> int:
 
 
 def fingerprint_sources(sources: list[SourceUnit], params: Params, *, workers: int | None = None,
-                        progress=None) -> list[Fingerprinted]:
-    """Parse and fingerprint units on every core; the result is in input order."""
+                        progress=None, as_reference: bool = False) -> list[Fingerprinted]:
+    """Parse and fingerprint units on every core; the result is in input order.
+
+    as_reference: also compute what a stored reference needs (reference_extras) and drop the
+    texts, which a stored reference does not keep.
+    """
     workers = default_workers() if workers is None else max(1, workers)
     first_cell = {}
     for i, s in enumerate(sources):
         first_cell.setdefault(s.path, i)
-    tasks = [(s, params, first_cell[s.path] == i) for i, s in enumerate(sources)]
+    tasks = [(s, params, first_cell[s.path] == i, as_reference) for i, s in enumerate(sources)]
     total_bytes = sum(len(s.data) for s in sources)
     out: list[Fingerprinted] = []
     if workers == 1 or len(sources) < _POOL_MIN_UNITS or total_bytes < _POOL_MIN_BYTES:

@@ -658,6 +658,13 @@ def analyse(text: str, *, head_lines: int | None = 200) -> LicenseInfo:
     Source files state theirs in the header, so only the first head_lines lines are read (a licence
     quoted in a docstring further down is not the file's licence); None reads everything (LICENSE files).
     """
+    if head_lines is not None:
+        end = -1
+        for _ in range(head_lines):  # cut the head off before splitting: files can be large
+            end = text.find("\n", end + 1)
+            if end < 0:
+                break
+        text = text if end < 0 else text[:end]
     lines = text.splitlines()
     if head_lines is not None:
         lines = lines[:head_lines]

@@ -68,6 +68,7 @@ class Tree:
     documents: list[tuple[str, str]]  # root-level credit files (NOTICE, README, ...) as text
     packages: set[str]  # top-level package names
     homepages: set[str] = field(default_factory=set)  # project URLs declared in package metadata
+    source_bytes: int = 0
 
     @property
     def license(self) -> str | None:
@@ -82,8 +83,11 @@ class Tree:
 
 
 def load_tree(acquired: Acquired, name: str | None, options: ScanOptions, status=None,
-              includes: list[str] | None = None) -> Tree:
-    """walk -> parse -> fingerprint (on every core) an acquired tree."""
+              includes: list[str] | None = None, as_reference: bool = False) -> Tree:
+    """walk -> parse -> fingerprint (on every core) an acquired tree.
+
+    as_reference: for a tree that becomes a stored reference (its texts are not kept).
+    """
     if status:
         status(f"reading {acquired.source}")
     walked = walk_tree(acquired.root, max_file_size=options.max_file_size)
@@ -91,7 +95,8 @@ def load_tree(acquired: Acquired, name: str | None, options: ScanOptions, status
     if includes:
         sources = [u for u in sources if any(fnmatch.fnmatchcase(u.path, g) for g in includes)]
     progress = (lambda done, total: status(f"fingerprinting {acquired.source}", done, total)) if status else None
-    done = fingerprint_sources(sources, options.params, workers=options.workers, progress=progress)
+    done = fingerprint_sources(sources, options.params, workers=options.workers, progress=progress,
+                               as_reference=as_reference)
     units = [d.unit for d in done]
     prints = [d.prints for d in done]
     notes: list[dict] = []
@@ -111,7 +116,8 @@ def load_tree(acquired: Acquired, name: str | None, options: ScanOptions, status
     skipped += [{"path": "", "reason": note} for note in acquired.notes]
     files = len({u.path for u in sources}) if includes else walked.files
     return Tree(name or acquired.name, acquired, units, prints, files, skipped, notes, file_info,
-                repo_licenses, documents, packages, _metadata_urls(acquired.root, walked.other_files))
+                repo_licenses, documents, packages, _metadata_urls(acquired.root, walked.other_files),
+                sum(len(s.data) for s in sources))
 
 
 def default_index(options: ScanOptions) -> str:
@@ -155,7 +161,7 @@ def load_references(specs: list[tuple[str | None, str]], options: ScanOptions, s
 def _reference_from_source(spec: str, name: str | None, options: ScanOptions, status=None) -> Reference:
     acquired = acquire(spec, options.cache_dir, timeout=options.timeout)
     if acquired.kind == "local":
-        return Reference(build_stored(load_tree(acquired, name, options, status), options.params,
+        return Reference(build_stored(load_tree(acquired, name, options, status, as_reference=True), options.params,
                                       tool_version=__version__), name)
     key = hashlib.sha256(json.dumps([acquired.kind, acquired.url, acquired.commit, acquired.version,
                                      options.params.index_key(), options.max_file_size, FORMAT]).encode()).hexdigest()
@@ -167,7 +173,8 @@ def _reference_from_source(spec: str, name: str | None, options: ScanOptions, st
             return Reference(stored, name or acquired.name)
     except IndexStoreError:
         pass  # a damaged cache entry is rebuilt below
-    stored = build_stored(load_tree(acquired, name, options, status), options.params, tool_version=__version__)
+    stored = build_stored(load_tree(acquired, name, options, status, as_reference=True), options.params,
+                          tool_version=__version__)
     try:
         cached.add(stored)
     except IndexStoreError:

@@ -15,8 +15,8 @@ from functools import cached_property
 
 import numpy as np
 
-from scanner.attribute import ReferenceTerms, provenance_note, url_key
-from scanner.fingerprint import Params, UnitPrints, abstract_set
+from scanner.attribute import ReferenceTerms, url_key
+from scanner.fingerprint import Params, UnitPrints
 from scanner.licenses import Copyright
 from scanner.parse import Fragment
 from signatures.lsh import BandTable, band_keys, band_params
@@ -28,7 +28,7 @@ _KIND_CODE = {k: i for i, k in enumerate(KINDS)}
 _UNIT, _KIND, _START, _END, _TOK_START, _TOK_END, _PARENT = range(7)
 
 
-def document_frequency(units, prints, k: int) -> tuple[np.ndarray, np.ndarray, int]:
+def document_frequency(prints) -> tuple[np.ndarray, np.ndarray, int]:
     """For each abstract shingle, in how many distinct functions/methods it occurs.
 
     Functions with identical abstract token sequences (renamed copies) count once, so code
@@ -36,15 +36,11 @@ def document_frequency(units, prints, k: int) -> tuple[np.ndarray, np.ndarray, i
     """
     seen: set[bytes] = set()
     sets = []
-    for unit, pr in zip(units, prints):
-        for frag in unit.fragments:
-            if frag.kind not in ("function", "method"):
-                continue
-            key = pr.abs_tok[frag.tok_start:frag.tok_end].tobytes()
-            if key in seen:
-                continue
-            seen.add(key)
-            sets.append(abstract_set(pr, frag.tok_start, frag.tok_end, k))
+    for pr in prints:
+        for key, shingles in pr.functions:
+            if key not in seen:
+                seen.add(key)
+                sets.append(shingles)
     if not sets:
         return np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.uint32), 0
     values, counts = np.unique(np.concatenate(sets), return_counts=True)
@@ -76,20 +72,19 @@ def build_stored(tree, params: Params, *, includes: list[str] | None = None, pre
             if fi in eligible_rows:
                 indexed.append(fid)
                 sig_rows.append(pr.sigs[eligible_rows[fi]])
-                note = provenance_note(unit, frag)
-                if note:
-                    notes[str(fid)] = list(note)
+                if fi in pr.notes:
+                    notes[str(fid)] = list(pr.notes[fi])
     sigs = np.vstack(sig_rows) if sig_rows else np.empty((0, params.num_perm), dtype=np.uint32)
     b, r = band_params(params.lsh_threshold, params.num_perm)
     table = BandTable.build(band_keys(sigs, b, r), np.asarray(indexed, dtype=np.int32))
-    df_values, df_counts, distinct = document_frequency(units, prints, params.k)
+    df_values, df_counts, distinct = document_frequency(prints)
     a = tree.acquired
     meta = {
         "name": tree.name, "source": redact(a.source), "kind": a.kind, "commit": a.commit, "version": a.version,
         "url": redact(a.url) if a.url else None, "acquired_name": a.name, "license": tree.license,
         "repo_licenses": tree.repo_licenses, "packages": sorted(tree.packages), "homepages": sorted(tree.homepages),
         "files": tree.files, "fragments": len(frag_rows), "indexed": len(indexed),
-        "source_bytes": int(sum(len(u.text.encode("utf-8", "surrogatepass")) for u in units)),
+        "source_bytes": tree.source_bytes,
         "skipped": len(tree.skipped), "includes": includes or [], "preset": preset, "df_distinct": distinct,
         "params": params.index_key(), "tool_version": tool_version,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -109,3 +109,6 @@ def renamed_attention() -> str:
     ]:
         src = src.replace(old, new)
     return src
+
+# The module-level function of REF_ATTENTION on its own, as a file.
+LOSS_BODY_TEXT = "import torch\n\n\ndef load_balancing_loss" + REF_ATTENTION.split("def load_balancing_loss")[1]

@@ -1,0 +1,290 @@
+"""The reference index: commands, equivalence with scanning sources, crash safety, concurrency,
+corruption, presets, and the shared Redis store against a real redis-server."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLES, RedisServer, make_repo, scan_json, write_tree
+from tests.fixtures import LOSS_BODY_TEXT, REF_ATTENTION, REF_HEADER
+
+UPSTREAM = EXAMPLES / "upstream"
+SUSPECT = EXAMPLES / "suspect"
+
+
+def cli(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "scanner", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def listing(index: str | Path) -> list[dict]:
+    proc = cli("index", "list", "--index", str(index), "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def comparable(report: dict) -> list[tuple]:
+    """What must be equal between two scans of the same code against the same references."""
+    return sorted((f["id"], f["kind"], f["path"], f["start_line"], f["end_line"], f["clone_type"], f["similarity"],
+                   f["reference"]["path"] if f["reference"] else None,
+                   f["reference"]["start_line"] if f["reference"] else None,
+                   f["attribution"]["status"] if f["attribution"] else None) for f in report["findings"])
+
+
+def test_add_list_info_remove_round_trip(tmp_path):
+    index = tmp_path / "idx"
+    proc = cli("index", "add", "tinylm", str(UPSTREAM), "--index", str(index))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("added tinylm (") and "4 files" in proc.stdout
+    assert cli("index", "add", "zoo", str(SUSPECT), "--index", str(index), "--include", "acmelm/norm.py").returncode == 0
+    rows = {r["name"]: r for r in listing(index)}
+    assert set(rows) == {"tinylm", "zoo"}
+    assert rows["tinylm"]["license"] == "Apache-2.0" and rows["tinylm"]["files"] == 4
+    assert rows["zoo"]["files"] == 1 and rows["zoo"]["includes"] == ["acmelm/norm.py"]
+    assert all(r["bytes"] > 0 and r["fragments"] > 0 for r in rows.values())
+    text = cli("index", "list", "--index", str(index)).stdout
+    assert text.splitlines()[0].split() == ["name", "source", "resolved", "licence", "files", "fragments", "bytes"]
+    info = json.loads(cli("index", "info", "--index", str(index), "--format", "json").stdout)
+    assert info["references"] == 2 and info["params"]["k"] == 5 and info["params"]["scheme"] == "affine32"
+    # Re-adding a name replaces it.
+    assert cli("index", "add", "zoo", str(SUSPECT), "--index", str(index)).returncode == 0
+    assert {r["name"]: r["files"] for r in listing(index)}["zoo"] == 10
+    assert cli("index", "remove", "zoo", "--index", str(index)).returncode == 0
+    assert [r["name"] for r in listing(index)] == ["tinylm"]
+    assert len(list((index / "refs").iterdir())) == 1  # the removed reference's files are gone
+    proc = cli("index", "remove", "zoo", "--index", str(index))
+    assert proc.returncode == 2 and "no reference named 'zoo'" in proc.stderr
+
+
+def test_scan_against_index_equals_scan_against_sources(tmp_path):
+    index = tmp_path / "idx"
+    assert cli("index", "add", "upstream", str(UPSTREAM), "--index", str(index)).returncode == 0
+    _, direct = scan_json(tmp_path, SUSPECT, UPSTREAM)
+    _, via_index = scan_json(tmp_path, SUSPECT, args=("--index", str(index)))
+    _, named = scan_json(tmp_path, SUSPECT, "upstream", args=("--index", str(index)))
+    assert comparable(direct) == comparable(via_index) == comparable(named)
+    assert len(direct["findings"]) == 16
+    assert via_index["references"][0]["name"] == "upstream"
+    proc = cli("scan", str(SUSPECT), "--index", str(index), "--reference", "nope")
+    assert proc.returncode == 2 and "no reference named 'nope'" in proc.stderr
+
+
+def test_source_reference_is_fingerprinted_once(tmp_path):
+    repo = tmp_path / "ref"
+    commit = make_repo(repo, copy_from=UPSTREAM)
+    cache = tmp_path / "cache"
+    spec = f"file://{repo}@{commit}"
+    _, first = scan_json(tmp_path, SUSPECT, spec, args=("--cache-dir", str(cache)))
+    entries = list((cache / "references").iterdir())
+    assert len(entries) == 1
+    stamp = (entries[0] / "provscan-index.json").stat().st_mtime_ns
+    shutil.rmtree(repo)  # the origin is gone: the commit-keyed clone and the fingerprints answer
+    _, second = scan_json(tmp_path, SUSPECT, spec, args=("--cache-dir", str(cache)))
+    assert comparable(first) == comparable(second) and len(first["findings"]) == 16
+    assert list((cache / "references").iterdir()) == entries
+    assert (entries[0] / "provscan-index.json").stat().st_mtime_ns == stamp
+    assert first["references"][0]["commit"] == commit
+
+
+def _big_reference(root: Path, files: int) -> Path:
+    """A reference large enough that `index add` takes a while (to kill it mid-way)."""
+    body = REF_HEADER + REF_ATTENTION
+    return write_tree(root, {f"pkg/mod_{i}/layer_{i}.py": body.replace("OrbitAttention", f"Orbit{i}Attention")
+                             for i in range(files)})
+
+
+def test_kill_9_during_index_add_leaves_the_previous_index_usable(tmp_path):
+    index = tmp_path / "idx"
+    assert cli("index", "add", "first", str(UPSTREAM), "--index", str(index)).returncode == 0
+    big = _big_reference(tmp_path / "big", 300)
+    rng = random.Random(11)
+    outcomes = set()
+    for trial in range(6):
+        proc = subprocess.Popen([sys.executable, "-m", "scanner", "index", "add", "second", str(big), "--index",
+                                 str(index), "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.3, 4.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        names = sorted(r["name"] for r in listing(index))
+        outcomes.add(tuple(names))
+        # Exactly the references committed before the kill; never a partial one.
+        assert names in (["first"], ["first", "second"])
+        _, rep = scan_json(tmp_path, SUSPECT, "first", args=("--index", str(index)))
+        assert len(rep["findings"]) == 16
+        if names == ["first", "second"]:
+            assert cli("index", "remove", "second", "--index", str(index)).returncode == 0
+    # A later writer clears what killed writers left behind.
+    assert cli("index", "add", "third", str(UPSTREAM), "--index", str(index)).returncode == 0
+    live = {r["name"] for r in listing(index)}
+    assert live == {"first", "third"}
+    leftovers = [p.name for p in (index / "refs").iterdir() if p.name.startswith(".tmp-")]
+    assert all(time.time() - (index / "refs" / n).stat().st_mtime < 60 for n in leftovers)
+    assert ("first",) in outcomes  # at least one kill landed before the commit
+
+
+def test_concurrent_index_adds_do_not_corrupt(tmp_path):
+    index = tmp_path / "idx"
+    procs = [subprocess.Popen([sys.executable, "-m", "scanner", "index", "add", f"ref{i}", str(UPSTREAM),
+                               "--index", str(index)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for i in range(4)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    assert sorted(r["name"] for r in listing(index)) == ["ref0", "ref1", "ref2", "ref3"]
+    _, rep = scan_json(tmp_path, SUSPECT, "ref2", args=("--index", str(index)))
+    assert len(rep["findings"]) == 16
+
+
+def test_readers_during_a_write_see_a_consistent_index(tmp_path):
+    index = tmp_path / "idx"
+    assert cli("index", "add", "first", str(UPSTREAM), "--index", str(index)).returncode == 0
+    big = _big_reference(tmp_path / "big", 200)
+    writer = subprocess.Popen([sys.executable, "-m", "scanner", "index", "add", "second", str(big), "--index",
+                               str(index)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen = set()
+    while writer.poll() is None:
+        proc = cli("scan", str(SUSPECT), "--index", str(index), "--format", "json", "--fail-on", "never")
+        assert proc.returncode == 0, proc.stderr
+        seen.add(tuple(sorted(r["name"] for r in json.loads(proc.stdout)["references"])))
+    assert writer.returncode == 0
+    assert seen <= {("first",), ("first", "second")}
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "manifest", "params", "format"])
+def test_damaged_index_exits_2_with_advice(tmp_path, damage):
+    index = tmp_path / "idx"
+    assert cli("index", "add", "upstream", str(UPSTREAM), "--index", str(index)).returncode == 0
+    (ref_dir,) = (index / "refs").iterdir()
+    manifest = index / "provscan-index.json"
+    if damage == "truncate":
+        data = (ref_dir / "sigs.npy").read_bytes()
+        (ref_dir / "sigs.npy").write_bytes(data[: len(data) // 2])
+    elif damage == "flip":
+        data = bytearray((ref_dir / "frags.npy").read_bytes())
+        data[-3] ^= 0x55
+        (ref_dir / "frags.npy").write_bytes(bytes(data))
+    elif damage == "manifest":
+        manifest.write_text("{not json")
+    else:
+        doc = json.loads(manifest.read_text())
+        if damage == "params":
+            doc["params"]["k"] = 7
+        else:
+            doc["format"] = "provscan-index/99"
+        manifest.write_text(json.dumps(doc))
+    proc = cli("scan", str(SUSPECT), "--index", str(index))
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert "Traceback" not in proc.stderr and str(index) in line
+    assert {"truncate": "corrupt", "flip": "checksum", "manifest": "corrupt", "params": "k=7",
+            "format": "unknown format"}[damage] in line
+    assert any(word in line for word in ("rebuild", "re-add"))
+
+
+def test_presets_are_shipped_and_usable_offline(tmp_path, monkeypatch):
+    data = json.loads(cli("index", "presets", "--format", "json").stdout)
+    assert {"qwen", "llama", "mistral", "deepseek", "gemma", "transformers"} <= set(data)
+    for spec in data.values():
+        assert spec["source"].startswith("pypi:") and "==" in spec["source"]  # pinned
+    # A stand-in "transformers" wheel built here, served from a local directory (no network).
+    version = data["qwen"]["source"].split("==")[1]
+    proj = write_tree(tmp_path / "fake", {
+        "pyproject.toml": f"""\
+            [build-system]
+            requires = ["setuptools"]
+            build-backend = "setuptools.build_meta"
+            [project]
+            name = "transformers"
+            version = "{version}"
+            [tool.setuptools.packages.find]
+            include = ["transformers*"]
+            """,
+        "transformers/__init__.py": "",
+        "transformers/models/__init__.py": "",
+        "transformers/models/qwen2/__init__.py": "",
+        "transformers/models/qwen2/modeling_qwen2.py": REF_HEADER + REF_ATTENTION,
+        "transformers/models/llama/__init__.py": "",
+        "transformers/models/llama/modeling_llama.py": REF_HEADER + LOSS_BODY_TEXT,
+    })
+    dist = tmp_path / "dist"
+    subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--wheel", "--outdir", str(dist), str(proj)],
+                   check=True, capture_output=True)
+    env = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(dist), "PROVSCAN_CACHE_DIR": str(tmp_path / "cache")}
+    index = tmp_path / "idx"
+    proc = cli("index", "add", "--preset", "qwen", "--index", str(index), env=env)
+    assert proc.returncode == 0, proc.stderr
+    (row,) = listing(index)
+    # qwen2/__init__.py and modeling_qwen2.py; not the llama folder
+    assert (row["name"], row["preset"], row["version"], row["files"]) == ("qwen", "qwen", version, 2)
+    assert cli("index", "add", "--preset", "nope", "--index", str(index)).returncode == 2
+
+
+def test_redis_index_gives_the_same_findings(tmp_path, redis_server):
+    url = f"{redis_server.url}?prefix=t{random.randrange(10**9)}"
+    proc = cli("index", "add", "upstream", str(UPSTREAM), "--index", url)
+    assert proc.returncode == 0, proc.stderr
+    assert [r["name"] for r in listing(url)] == ["upstream"]
+    embedded = tmp_path / "idx"
+    assert cli("index", "add", "upstream", str(UPSTREAM), "--index", str(embedded)).returncode == 0
+    _, via_redis = scan_json(tmp_path, SUSPECT, args=("--index", url))
+    _, via_disk = scan_json(tmp_path, SUSPECT, args=("--index", str(embedded)))
+    assert comparable(via_redis) == comparable(via_disk) and len(via_redis["findings"]) == 16
+    # No value the shared server holds is ever unpickled: LSH keys are our own "<id>:<fragment>" bytes.
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=redis_server.port)
+    prefix = url.split("prefix=")[1]
+    keys = client.keys(f"{prefix}:lsh_bucket_*".encode())
+    assert keys and all(m.decode().split(":")[1].isdigit() for m in client.smembers(keys[0]))
+    assert cli("index", "remove", "upstream", "--index", url).returncode == 0
+    assert listing(url) == []
+    assert client.keys(f"{prefix}:ref:*".encode()) == []
+
+
+def test_redis_unreachable_exits_2(tmp_path):
+    from tests.conftest import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0?prefix=x&timeout=2"
+    proc = cli("scan", str(SUSPECT), "--index", url)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert "Redis index" in line and "failed" in line
+    proc = cli("index", "add", "upstream", str(UPSTREAM), "--index", url)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_redis_dying_mid_write_leaves_no_half_reference(tmp_path):
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed (.ci/run installs it)")
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        url = f"{server.url}?prefix=crash&timeout=3"
+        assert cli("index", "add", "first", str(UPSTREAM), "--index", url).returncode == 0
+        big = _big_reference(tmp_path / "big", 200)
+        writer = subprocess.Popen([sys.executable, "-m", "scanner", "index", "add", "second", str(big), "--index", url,
+                                   "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # Kill the server once the writer is storing (its fingerprinting takes a few seconds).
+        time.sleep(2.5)
+        server.kill()
+        _, err = writer.communicate(timeout=120)
+        assert writer.returncode == 2, err
+        (line,) = err.strip().splitlines()
+        assert "Redis index" in line
+        server.start()  # same data directory: what was written before the crash is back
+        assert [r["name"] for r in listing(url)] == ["first"]
+        _, rep = scan_json(tmp_path, SUSPECT, args=("--index", url))
+        assert len(rep["findings"]) == 16
+    finally:
+        server.kill()

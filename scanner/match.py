@@ -7,7 +7,7 @@ aligned token by token to give matched line ranges on both sides.
 
 from __future__ import annotations
 
-import difflib
+from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -18,11 +18,10 @@ from scanner.parse import Fragment, ParsedUnit
 from scanner.reference import Reference
 from signatures.lsh import band_keys, band_params
 
-# Alignment is quadratic in the worst case: beyond this many shingles a side, report whole ranges.
-_MAX_ALIGN = 20000
 # A MinHash estimate this far below the threshold (4.5 standard deviations at 128 permutations)
 # never belongs to a pair that exact verification would keep: such candidates are dropped early.
 _ESTIMATE_MARGIN = 0.2
+_ESTIMATE_CHUNK = 100_000  # candidate pairs compared at once (100k x 128 x 4 bytes)
 _LEVEL = {"module": 0, "cell": 0, "class": 1, "function": 2, "method": 2}
 
 
@@ -77,27 +76,46 @@ class ReferenceCorpus:
         self.redis_store = redis_store  # candidates of references loaded from Redis come from its tables
         self.common = _common_shingles(references, params)
         self._sets: dict[RefLoc, ShingleSets] = {}
+        self._concrete: dict[RefLoc, np.ndarray] = {}
 
-    def candidates(self, qsigs: np.ndarray) -> dict[int, list[RefLoc]]:
-        """LSH candidates of a batch of query signatures: query row -> reference fragments."""
+    def candidates(self, qsigs: np.ndarray, qlevels: np.ndarray) -> dict[int, list[RefLoc]]:
+        """Candidates for a batch of query signatures: query row -> reference fragments.
+
+        LSH band collisions, then two vectorised filters: only like is compared with like
+        (comparable), and a MinHash estimate far below the threshold is dropped.
+        """
         out: dict[int, list[RefLoc]] = defaultdict(list)
         if qsigs.shape[0] == 0:
             return out
         b, r = band_params(self.params.lsh_threshold, self.params.num_perm)
         qkeys = band_keys(qsigs, b, r)
-        redis_refs = []
+        redis_refs = [ref for ref in self.refs if self.redis_store is not None and ref.via_redis]
+        found: list[tuple[int, np.ndarray, np.ndarray]] = []
         for pos, ref in enumerate(self.refs):
-            if self.redis_store is not None and ref.via_redis:
-                redis_refs.append(ref.stored)
+            if ref in redis_refs:
                 continue
             rows, fids = ref.band_table.query(qkeys)
-            for row, fid in zip(rows.tolist(), fids.tolist()):
-                out[row].append(RefLoc(pos, fid))
+            found.append((pos, rows, fids))
         if redis_refs:
-            position = {id(ref.stored): pos for pos, ref in enumerate(self.refs)}
-            rows, refpos, fids = self.redis_store.candidates(redis_refs, qsigs)
-            for row, rp, fid in zip(rows.tolist(), refpos.tolist(), fids.tolist()):
-                out[row].append(RefLoc(position[id(redis_refs[rp])], fid))
+            position = {id(ref): pos for pos, ref in enumerate(self.refs)}
+            rows, refpos, fids = self.redis_store.candidates([ref.stored for ref in redis_refs], qsigs)
+            for i, ref in enumerate(redis_refs):
+                mine = refpos == i
+                found.append((position[id(ref)], rows[mine], fids[mine]))
+        need = (self.params.min_similarity - _ESTIMATE_MARGIN) * self.params.num_perm
+        for pos, rows, fids in found:
+            ref = self.refs[pos]
+            keep = ref.levels[fids] == qlevels[rows]
+            rows, fids = rows[keep], fids[keep]
+            sig_rows = ref.signature_rows(fids)
+            sigs = ref.arrays["sigs"]
+            keep = np.zeros(len(rows), dtype=bool)
+            for lo in range(0, len(rows), _ESTIMATE_CHUNK):
+                hi = lo + _ESTIMATE_CHUNK
+                agree = np.count_nonzero(sigs[sig_rows[lo:hi]] == qsigs[rows[lo:hi]], axis=1)
+                keep[lo:hi] = agree >= need
+            for row, fid in zip(rows[keep].tolist(), fids[keep].tolist()):
+                out[row].append(RefLoc(pos, fid))
         return out
 
     def fragment(self, loc: RefLoc) -> tuple[Reference, str, Fragment]:
@@ -114,6 +132,17 @@ class ReferenceCorpus:
             if len(self._sets) > 200_000:
                 self._sets.clear()
             self._sets[loc] = cached
+        return cached
+
+    def concrete(self, loc: RefLoc) -> np.ndarray:
+        """Concrete shingle set of a reference fragment, cached (members of a group differ here only)."""
+        cached = self._concrete.get(loc)
+        if cached is None:
+            ref, _, frag = self.fragment(loc)
+            cached = concrete_set(ref.prints, frag.tok_start, frag.tok_end, self.params.k)
+            if len(self._concrete) > 200_000:
+                self._concrete.clear()
+            self._concrete[loc] = cached
         return cached
 
     def shingle_sets(self, prints: UnitPrints, frag: Fragment) -> ShingleSets:
@@ -164,9 +193,14 @@ def verify(s: ShingleSets, r: ShingleSets, params: Params) -> tuple[float, float
 
 
 def _jaccard(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
+    """(Jaccard index, intersection size) of two sorted arrays of distinct values."""
     if len(a) == 0 or len(b) == 0:
         return 0.0, 0
-    inter = len(np.intersect1d(a, b, assume_unique=True))
+    if len(a) > len(b):
+        a, b = b, a
+    at = b.searchsorted(a)  # binary search of the smaller in the larger: no re-sort of both
+    at[at == len(b)] = 0
+    inter = int(np.count_nonzero(b[at] == a))
     return inter / (len(a) + len(b) - inter), inter
 
 
@@ -181,17 +215,39 @@ def clone_type(s_pr: UnitPrints, s_frag: Fragment, r_pr: UnitPrints, r_frag: Fra
     return "modified"
 
 
+def _runs(s_seq: list[int], r_seq: list[int]) -> list[tuple[int, int, int]]:
+    """Greedy monotone alignment: maximal runs (i, j, n) of equal shingles, in order on both sides.
+
+    Linear in the fragments' length (difflib's matcher was quadratic on 5,000-line modules); a
+    reordered block may go unaligned, which only shortens the reported ranges.
+    """
+    positions: dict[int, list[int]] = defaultdict(list)
+    for j, h in enumerate(r_seq):
+        positions[h].append(j)
+    runs, i, last_j = [], 0, -1
+    while i < len(s_seq):
+        found = positions.get(s_seq[i])
+        k = bisect_right(found, last_j) if found else 0
+        if not found or k == len(found):
+            i += 1
+            continue
+        j = found[k]
+        n = 1
+        while i + n < len(s_seq) and j + n < len(r_seq) and s_seq[i + n] == r_seq[j + n]:
+            n += 1
+        if n >= 2:  # a single shared shingle is noise, not an aligned region
+            runs.append((i, j, n))
+            last_j = j + n - 1
+        i += n
+    return runs
+
+
 def align(s_pr: UnitPrints, s_frag: Fragment, r_pr: UnitPrints, r_frag: Fragment, k: int) -> list[Block]:
     """Aligned line ranges of the two fragments, from matching runs of abstract shingles."""
-    s_seq = abstract_sequence(s_pr, s_frag.tok_start, s_frag.tok_end, k)
-    r_seq = abstract_sequence(r_pr, r_frag.tok_start, r_frag.tok_end, k)
-    if len(s_seq) > _MAX_ALIGN or len(r_seq) > _MAX_ALIGN:
-        return [Block(s_frag.start_line, s_frag.end_line, r_frag.start_line, r_frag.end_line)]
-    matcher = difflib.SequenceMatcher(None, s_seq.tolist(), r_seq.tolist(), autojunk=False)
+    s_seq = abstract_sequence(s_pr, s_frag.tok_start, s_frag.tok_end, k).tolist()
+    r_seq = abstract_sequence(r_pr, r_frag.tok_start, r_frag.tok_end, k).tolist()
     blocks: list[Block] = []
-    for i, j, n in matcher.get_matching_blocks():
-        if n < 2:  # a single shared shingle is noise, not an aligned region
-            continue
+    for i, j, n in _runs(s_seq, r_seq):
         si, sj = s_frag.tok_start + i, s_frag.tok_start + i + n + k - 2
         ri, rj = r_frag.tok_start + j, r_frag.tok_start + j + n + k - 2
         block = Block(int(s_pr.lines[si]), int(s_pr.lines[sj]), int(r_pr.lines[ri]), int(r_pr.lines[rj]))
@@ -225,7 +281,8 @@ def find_matches(units: list[ParsedUnit], prints: list[UnitPrints], corpus: Refe
     owners = [(ui, int(fi)) for ui, pr in enumerate(prints) for fi in pr.eligible]
     sigs = [pr.sigs for pr in prints if len(pr.eligible)]
     qsigs = np.vstack(sigs) if sigs else np.empty((0, p.num_perm), dtype=np.uint32)
-    candidates = corpus.candidates(qsigs)
+    qlevels = np.asarray([_LEVEL[units[ui].fragments[fi].kind] for ui, fi in owners], dtype=np.int8)
+    candidates = corpus.candidates(qsigs, qlevels)
     per_unit: dict[int, list[tuple[int, int]]] = defaultdict(list)
     for row in sorted(candidates):
         ui, fi = owners[row]
@@ -236,21 +293,7 @@ def find_matches(units: list[ParsedUnit], prints: list[UnitPrints], corpus: Refe
         matched: dict[int, Match] = {}
         for fi, row in per_unit[ui]:
             frag = unit.fragments[fi]
-            sig = qsigs[row]
-            s_sets = None
-            verified = []
-            for loc in candidates[row]:
-                ref = corpus.refs[loc.ref]
-                if np.count_nonzero(ref.signature(loc.frag) == sig) < (p.min_similarity - _ESTIMATE_MARGIN) * p.num_perm:
-                    continue
-                _, path, r_frag = corpus.fragment(loc)
-                if not comparable(frag, r_frag):
-                    continue
-                if s_sets is None:
-                    s_sets = corpus.shingle_sets(pr, frag)
-                checked = verify(s_sets, corpus.sets(loc), p)
-                if checked is not None:
-                    verified.append((*checked, loc, path, r_frag))
+            verified = _verify_candidates(corpus, corpus.shingle_sets(pr, frag), candidates[row])
             if not verified:
                 continue
             verified.sort(key=lambda v: _rank(v, corpus))
@@ -265,6 +308,40 @@ def find_matches(units: list[ParsedUnit], prints: list[UnitPrints], corpus: Refe
         if progress is not None:
             progress(done + 1, len(per_unit))
     return results
+
+
+def _verify_candidates(corpus: ReferenceCorpus, s_sets: ShingleSets, locs: list[RefLoc]) -> list[tuple]:
+    """verify() for every candidate, done once per group of identical reference fragments.
+
+    transformers holds its RMSNorm 100+ times: fragments with the same abstract token sequence
+    have the same abstract shingles, hence the same similarity and boilerplate share, so the
+    abstract check runs once per group. Names (the concrete channel) may differ per copy: they
+    are compared per member where the verdict or the choice of the best copy depends on them.
+    """
+    p = corpus.params
+    passed: list[tuple[float, list[RefLoc]]] = []
+    verified: list[tuple] = []
+    for rep_loc in locs:  # candidates are group representatives
+        members = [RefLoc(rep_loc.ref, int(fid)) for fid in corpus.refs[rep_loc.ref].members(rep_loc.frag)]
+        r_sets = corpus.sets(rep_loc)
+        sim, _ = _jaccard(s_sets.abstract, r_sets.abstract)
+        if sim < p.min_similarity:
+            continue
+        _, shared = _jaccard(s_sets.informative, r_sets.informative)
+        if shared < p.min_shared:  # mostly boilerplate: each copy must keep most of its names
+            for loc in members:
+                csim, _ = _jaccard(s_sets.concrete, corpus.concrete(loc))
+                if csim >= p.boilerplate_min_concrete:
+                    verified.append((sim, csim, loc, *corpus.fragment(loc)[1:]))
+        else:
+            passed.append((sim, members))
+    best = max([sim for sim, _ in passed] + [v[0] for v in verified], default=0.0)
+    for sim, members in passed:
+        for loc in members:
+            # Names decide the best copy among the most similar; elsewhere they are not needed.
+            csim = _jaccard(s_sets.concrete, corpus.concrete(loc))[0] if sim >= best else -1.0
+            verified.append((sim, csim, loc, *corpus.fragment(loc)[1:]))
+    return verified
 
 
 def _within(inner: RefLoc, outer: RefLoc, corpus: ReferenceCorpus) -> bool:

@@ -23,6 +23,7 @@ from signatures.lsh import BandTable, band_keys, band_params
 from signatures.store import StoredReference
 
 KINDS = ("module", "cell", "class", "function", "method")
+LEVELS = (0, 0, 1, 2, 2)  # what may be compared with what: see scanner.match.comparable
 _KIND_CODE = {k: i for i, k in enumerate(KINDS)}
 # Columns of the "frags" array.
 _UNIT, _KIND, _START, _END, _TOK_START, _TOK_END, _PARENT = range(7)
@@ -55,7 +56,7 @@ def build_stored(tree, params: Params, *, includes: list[str] | None = None, pre
     units, prints = tree.units, tree.prints
     offsets = np.cumsum([0] + [len(p.abs_tok) for p in prints])
     frag_rows, symbols, notes = [], [], {}
-    indexed, sig_rows = [], []
+    eligible_sigs: dict[int, np.ndarray] = {}
     unit_meta = []
     for ui, (unit, pr) in enumerate(zip(units, prints)):
         base = len(frag_rows)
@@ -70,10 +71,15 @@ def build_stored(tree, params: Params, *, includes: list[str] | None = None, pre
                               frag.tok_end + off, -1 if frag.parent is None else base + frag.parent))
             symbols.append(frag.symbol)
             if fi in eligible_rows:
-                indexed.append(fid)
-                sig_rows.append(pr.sigs[eligible_rows[fi]])
+                eligible_sigs[fid] = pr.sigs[eligible_rows[fi]]
                 if fi in pr.notes:
                     notes[str(fid)] = list(pr.notes[fi])
+    groups = _groups(prints, offsets, frag_rows)
+    # Identical fragments (same abstract tokens) have identical signatures: only the group's
+    # first fragment goes into the LSH; matching expands a group to its members.
+    indexed = [fid for fid in sorted(eligible_sigs) if groups[fid] == fid]
+    sig_rows = [eligible_sigs[fid] for fid in indexed]
+    member_fids = np.argsort(groups, kind="stable").astype(np.int32)
     sigs = np.vstack(sig_rows) if sig_rows else np.empty((0, params.num_perm), dtype=np.uint32)
     b, r = band_params(params.lsh_threshold, params.num_perm)
     table = BandTable.build(band_keys(sigs, b, r), np.asarray(indexed, dtype=np.int32))
@@ -83,7 +89,8 @@ def build_stored(tree, params: Params, *, includes: list[str] | None = None, pre
         "name": tree.name, "source": redact(a.source), "kind": a.kind, "commit": a.commit, "version": a.version,
         "url": redact(a.url) if a.url else None, "acquired_name": a.name, "license": tree.license,
         "repo_licenses": tree.repo_licenses, "packages": sorted(tree.packages), "homepages": sorted(tree.homepages),
-        "files": tree.files, "fragments": len(frag_rows), "indexed": len(indexed),
+        "files": tree.files, "fragments": len(frag_rows), "indexed": len(eligible_sigs),
+        "distinct_indexed": len(indexed),
         "source_bytes": tree.source_bytes,
         "skipped": len(tree.skipped), "includes": includes or [], "preset": preset, "df_distinct": distinct,
         "params": params.index_key(), "tool_version": tool_version,
@@ -97,9 +104,25 @@ def build_stored(tree, params: Params, *, includes: list[str] | None = None, pre
         "frags": np.asarray(frag_rows, dtype=np.int64).reshape(-1, 7),
         "indexed": np.asarray(indexed, dtype=np.int32), "sigs": sigs.astype(np.uint32),
         "band_keys": table.keys, "band_ids": table.ids,
-        "df_values": df_values, "df_counts": df_counts,
+        "df_values": df_values, "df_counts": df_counts, "groups": groups,
+        "member_fids": member_fids, "member_reps": groups[member_fids],
     }
     return StoredReference(meta, arrays)
+
+
+def _groups(prints, offsets, frag_rows) -> np.ndarray:
+    """Representative (first) fragment id of each fragment's group: same comparison level and
+    identical abstract token sequence (a file holding one function has that function's tokens,
+    but a module is never compared with a function)."""
+    import xxhash
+
+    first: dict[tuple[int, bytes], int] = {}
+    out = np.empty(len(frag_rows), dtype=np.int32)
+    for fid, (ui, kind, _s, _e, tok_start, tok_end, _p) in enumerate(frag_rows):
+        off = int(offsets[ui])
+        key = xxhash.xxh3_128_digest(prints[ui].abs_tok[tok_start - off:tok_end - off].tobytes())
+        out[fid] = first.setdefault((LEVELS[kind], key), fid)
+    return out
 
 
 @dataclass(frozen=True)
@@ -116,7 +139,10 @@ class Reference:
         self.via_redis = via_redis  # its LSH candidates come from the shared Redis tables
         self.meta = stored.meta
         self.name = display_name or stored.meta["name"]
-        a = stored.arrays
+        # Plain ndarray views of the memory-mapped arrays: still paged in lazily, without numpy.memmap's
+        # per-access overhead (millions of small reads during matching).
+        a = {name: np.asarray(array) for name, array in stored.arrays.items()}
+        self.arrays = a
         self.prints = UnitPrints(a["abs_tok"], a["con_tok"], a["lines"])
         self.frags = a["frags"]
         self._validate()
@@ -125,16 +151,18 @@ class Reference:
         """A tampered index must give a clear error, not an IndexError deep in matching."""
         from signatures.store import IndexStoreError
 
-        a, m = self.stored.arrays, self.meta
+        a, m = self.arrays, self.meta
         n_tok, n_frag = len(a["abs_tok"]), len(self.frags)
-        ok = (len(a["con_tok"]) == n_tok == len(a["lines"]) and len(m["symbols"]) == n_frag
+        ok = (len(a["con_tok"]) == n_tok == len(a["lines"]) and len(m["symbols"]) == n_frag == len(a["groups"])
               and a["sigs"].shape[0] == len(a["indexed"]) and a["band_ids"].shape == a["band_keys"].shape)
         if ok and n_frag:
             f = np.asarray(self.frags)
             ok = (f[:, _TOK_START].min() >= 0 and f[:, _TOK_END].max() <= n_tok and f[:, _UNIT].max() < len(m["units"])
                   and (f[:, _KIND] < len(KINDS)).all() and f[:, _PARENT].max() < n_frag)
         if ok and len(a["indexed"]):
-            ok = a["indexed"].max() < n_frag and a["band_ids"].max() < n_frag
+            ok = a["indexed"].max() < n_frag and a["band_ids"].max() < n_frag and a["groups"].max() < n_frag
+        if ok and n_frag:
+            ok = len(a["member_fids"]) == n_frag and a["member_fids"].max() < n_frag
         if not ok:
             raise IndexStoreError(f"reference {self.name!r} in the index is inconsistent; remove and re-add it")
 
@@ -196,14 +224,26 @@ class Reference:
         note = self.meta["notes"].get(str(fid))
         return (note[0], note[1]) if note else None
 
-    @cached_property
-    def _sig_rows(self) -> np.ndarray:
-        return np.asarray(self.stored.arrays["indexed"])
+    def signature_rows(self, fids: np.ndarray) -> np.ndarray:
+        """Rows of self.arrays["sigs"] for indexed fragment ids (indexed is sorted)."""
+        return np.searchsorted(self.arrays["indexed"], fids)
 
-    def signature(self, fid: int) -> np.ndarray:
-        row = int(np.searchsorted(self._sig_rows, fid))
-        return self.stored.arrays["sigs"][row]
+    @cached_property
+    def levels(self) -> np.ndarray:
+        """Comparison level of every fragment: 0 module/cell, 1 class, 2 function/method."""
+        return np.asarray(LEVELS, dtype=np.int8)[self.frags[:, _KIND]] if len(self.frags) else np.empty(0, np.int8)
+
+    @property
+    def groups(self) -> np.ndarray:
+        """For each fragment, the first fragment with the same abstract token sequence."""
+        return self.arrays["groups"]
+
+    def members(self, rep: int) -> np.ndarray:
+        """The fragments identical to (in the group of) fragment rep, rep included."""
+        reps = self.arrays["member_reps"]
+        key = reps.dtype.type(rep)  # a scalar of the array's type: no cast of the whole array per call
+        return self.arrays["member_fids"][reps.searchsorted(key, "left"):reps.searchsorted(key, "right")]
 
     @cached_property
     def band_table(self) -> BandTable:
-        return BandTable(self.stored.arrays["band_keys"], self.stored.arrays["band_ids"])
+        return BandTable(self.arrays["band_keys"], self.arrays["band_ids"])

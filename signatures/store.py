@@ -38,7 +38,7 @@ import numpy as np
 
 from scanner.errors import ProvscanError
 
-FORMAT = "provscan-index/1"
+FORMAT = "provscan-index/2"
 MANIFEST = "provscan-index.json"
 
 

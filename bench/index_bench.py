@@ -146,13 +146,15 @@ def main() -> None:
         corpus = ReferenceCorpus(options.params, refs)
         corpus.refs[0].band_table  # noqa: B018 - part of being ready to query
         loads.append(time.perf_counter() - t)
-    sigs = np.asarray(corpus.refs[0].stored.arrays["sigs"])
-    rows = np.random.default_rng(0).choice(len(sigs), size=min(20000, len(sigs)), replace=False)
-    queries = sigs[np.sort(rows)]
+    ref = corpus.refs[0]
+    sigs = ref.arrays["sigs"]
+    rows = np.sort(np.random.default_rng(0).choice(len(sigs), size=min(20000, len(sigs)), replace=False))
+    queries = sigs[rows]
+    levels = ref.levels[ref.arrays["indexed"][rows]]
     rates = []
     for _ in range(3):
         t = time.perf_counter()
-        found = corpus.candidates(queries)
+        found = corpus.candidates(queries, levels)
         rates.append(len(queries) / (time.perf_counter() - t))
     candidates_per_query = sum(len(v) for v in found.values()) / len(queries)
 

@@ -78,13 +78,14 @@ class ReferenceCorpus:
         self._sets: dict[RefLoc, ShingleSets] = {}
         self._concrete: dict[RefLoc, np.ndarray] = {}
 
-    def candidates(self, qsigs: np.ndarray, qlevels: np.ndarray) -> dict[int, list[RefLoc]]:
-        """Candidates for a batch of query signatures: query row -> reference fragments.
+    def candidates(self, qsigs: np.ndarray, qlevels: np.ndarray) -> dict[int, list[tuple[int, np.ndarray]]]:
+        """Candidates for a batch of query signatures: query row -> [(reference position, fragment ids)].
 
         LSH band collisions, then two vectorised filters: only like is compared with like
-        (comparable), and a MinHash estimate far below the threshold is dropped.
+        (comparable), and a MinHash estimate far below the threshold is dropped. Fragment ids
+        are group representatives (see Reference.members).
         """
-        out: dict[int, list[RefLoc]] = defaultdict(list)
+        out: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)
         if qsigs.shape[0] == 0:
             return out
         b, r = band_params(self.params.lsh_threshold, self.params.num_perm)
@@ -101,7 +102,9 @@ class ReferenceCorpus:
             rows, refpos, fids = self.redis_store.candidates([ref.stored for ref in redis_refs], qsigs)
             for i, ref in enumerate(redis_refs):
                 mine = refpos == i
-                found.append((position[id(ref)], rows[mine], fids[mine]))
+                # One reply per band: the same pair may come several times, in any order.
+                pairs = np.unique(rows[mine] << 32 | fids[mine])
+                found.append((position[id(ref)], pairs >> 32, pairs & 0xFFFFFFFF))
         need = (self.params.min_similarity - _ESTIMATE_MARGIN) * self.params.num_perm
         for pos, rows, fids in found:
             ref = self.refs[pos]
@@ -114,8 +117,12 @@ class ReferenceCorpus:
                 hi = lo + _ESTIMATE_CHUNK
                 agree = np.count_nonzero(sigs[sig_rows[lo:hi]] == qsigs[rows[lo:hi]], axis=1)
                 keep[lo:hi] = agree >= need
-            for row, fid in zip(rows[keep].tolist(), fids[keep].tolist()):
-                out[row].append(RefLoc(pos, fid))
+            rows, fids = rows[keep], fids[keep]  # sorted by row (BandTable.query sorts its pairs)
+            if len(rows) == 0:
+                continue
+            starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+            for row, chunk in zip(rows[starts].tolist(), np.split(fids, starts[1:])):
+                out[row].append((pos, chunk))
         return out
 
     def fragment(self, loc: RefLoc) -> tuple[Reference, str, Fragment]:
@@ -310,7 +317,8 @@ def find_matches(units: list[ParsedUnit], prints: list[UnitPrints], corpus: Refe
     return results
 
 
-def _verify_candidates(corpus: ReferenceCorpus, s_sets: ShingleSets, locs: list[RefLoc]) -> list[tuple]:
+def _verify_candidates(corpus: ReferenceCorpus, s_sets: ShingleSets,
+                       locs: list[tuple[int, np.ndarray]]) -> list[tuple]:
     """verify() for every candidate, done once per group of identical reference fragments.
 
     transformers holds its RMSNorm 100+ times: fragments with the same abstract token sequence
@@ -321,7 +329,8 @@ def _verify_candidates(corpus: ReferenceCorpus, s_sets: ShingleSets, locs: list[
     p = corpus.params
     passed: list[tuple[float, list[RefLoc]]] = []
     verified: list[tuple] = []
-    for rep_loc in locs:  # candidates are group representatives
+    reps = [RefLoc(pos, fid) for pos, fids in locs for fid in fids.tolist()]
+    for rep_loc in reps:  # candidates are group representatives
         members = [RefLoc(rep_loc.ref, int(fid)) for fid in corpus.refs[rep_loc.ref].members(rep_loc.frag)]
         r_sets = corpus.sets(rep_loc)
         sim, _ = _jaccard(s_sets.abstract, r_sets.abstract)

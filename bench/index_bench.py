@@ -156,7 +156,7 @@ def main() -> None:
         t = time.perf_counter()
         found = corpus.candidates(queries, levels)
         rates.append(len(queries) / (time.perf_counter() - t))
-    candidates_per_query = sum(len(v) for v in found.values()) / len(queries)
+    candidates_per_query = sum(len(fids) for v in found.values() for _, fids in v) / len(queries)
 
     scans = []
     for _ in range(5):

@@ -22,13 +22,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from scanner.fingerprint import Params, abstract_set, eligible, fingerprint_unit  # noqa: E402
-from scanner.match import ReferenceCorpus, RefLoc, _jaccard, verify  # noqa: E402
+from scanner.fingerprint import Params, eligible, fingerprint_unit  # noqa: E402
+from scanner.match import ReferenceCorpus, _jaccard, verify  # noqa: E402
 from scanner.parse import parse_unit  # noqa: E402
 from scanner.walk import SourceUnit  # noqa: E402
 
 KS = [int(x) for x in sys.argv[2].split(",")] if len(sys.argv) > 2 else [4, 5, 6, 8]
-MODE = "full"
 COPIED = re.compile(r"#\s*Copied from transformers\.models\.([\w.]+?\.modeling_\w+)\.(\w+(?:\.\w+)?)(?:\s+with\s+.*)?$")
 ROLES = ("Attention", "MLP", "RMSNorm", "DecoderLayer", "Embeddings", "LayerNorm", "SelfOutput", "Intermediate")
 
@@ -93,6 +92,27 @@ def pairs(units):
     return positives, negatives
 
 
+def _corpus(units, params: Params):
+    """The modeling files as one in-memory reference, through the same code as `index add`."""
+    from scanner.acquire import Acquired
+    from scanner.fingerprint import _reference_extras
+    from scanner.pipeline import Tree
+    from scanner.reference import Reference, build_stored
+
+    prints = []
+    for unit in units:
+        sets: dict = {}
+        pr = fingerprint_unit(unit, params, sets=sets)
+        _reference_extras(unit, pr, params, sets)
+        prints.append(pr)
+    acquired = Acquired(root=Path("."), source="transformers", kind="local", commit=None, version=None, url=None,
+                        name="transformers", notes=[])
+    tree = Tree("transformers", acquired, units, prints, len(units), [], [], {}, [], [], set())
+    corpus = ReferenceCorpus(params, [Reference(build_stored(tree, params))])
+    first_fid = np.cumsum([0] + [len(u.fragments) for u in units])
+    return corpus, prints, (lambda x: int(first_fid[x[0]] + x[1]))
+
+
 def main() -> None:
     root = Path(sys.argv[1])
     t0 = time.process_time()
@@ -100,39 +120,32 @@ def main() -> None:
     print(f"parsed {len(units)} PyTorch modeling files in {time.process_time() - t0:.1f}s CPU")
     positives, negatives = pairs(units)
     print(f"{len(positives)} Copied-from pairs, {len(negatives)} same-role negative pairs")
-    for k, MODE in [(k, m) for k in KS for m in ("full",)]:
+    for k in KS:
         params = replace(Params(), k=k)
-        prints = [fingerprint_unit(u, params) for u in units]
-        corpus = ReferenceCorpus(params)
         t0 = time.process_time()
-        corpus.add(0, units, prints)
-        corpus.compute_common()
+        corpus, prints, fid_of = _corpus(units, params)
         t_index = time.process_time() - t0
+        ref = corpus.refs[0]
 
-        def sim(a, b):
-            sa = abstract_set(prints[a[0]], units[a[0]].fragments[a[1]], k)
-            sb = abstract_set(prints[b[0]], units[b[0]].fragments[b[1]], k)
-            if MODE == "full":
-                j, _ = _jaccard(sa, sb)
-                return j, _jaccard(corpus.informative(sa), corpus.informative(sb))[1]
-            return _jaccard(corpus.informative(sa), corpus.informative(sb))
+        def sets(x):
+            frag = units[x[0]].fragments[x[1]]
+            return corpus.shingle_sets(prints[x[0]], frag)
 
         def big(x):
             return eligible(units[x[0]].fragments[x[1]], params)
 
-        pos = [(sim(a, b), a, b) for a, b in positives if big(a) and big(b)]
-        neg = [(sim(a, b), a, b) for a, b in negatives if big(a) and big(b)]
-        small = sum(1 for a, b in positives if not (big(a) and big(b)))
-        ps = np.array([s for (s, _), *_ in pos])
-        ns = np.array([s for (s, _), *_ in neg])
-        # LSH recall: the target is among the candidates of the copy.
-        hits = 0
-        for _, a, b in pos:
-            s = abstract_set(prints[a[0]], units[a[0]].fragments[a[1]], k)
-            keys = corpus.lsh.query(corpus.hasher.to_datasketch(corpus.hasher.signature(
-                ((s >> np.uint64(32)) ^ s).astype(np.uint32))))
-            hits += RefLoc(0, *b).key() in keys
-        print(f"\nk={k} {MODE}: index {t_index:.1f}s CPU, {len(corpus.common)} common shingles; "
+        pos = [(a, b) for a, b in positives if big(a) and big(b)]
+        neg = [(a, b) for a, b in negatives if big(a) and big(b)]
+        small = len(positives) - len(pos)
+        ps = np.array([_jaccard(sets(a).abstract, sets(b).abstract)[0] for a, b in pos])
+        ns = np.array([_jaccard(sets(a).abstract, sets(b).abstract)[0] for a, b in neg])
+        # LSH recall: the target's group is among the candidates of the copy.
+        qsigs = np.vstack([prints[a[0]].sigs[list(prints[a[0]].eligible).index(a[1])] for a, _ in pos])
+        qlevels = ref.levels[[fid_of(a) for a, _ in pos]]
+        found = corpus.candidates(qsigs, qlevels)
+        hits = sum(int(ref.groups[fid_of(b)]) in {int(f) for _, fids in found.get(i, []) for f in fids}
+                   for i, (_, b) in enumerate(pos))
+        print(f"\nk={k}: index {t_index:.1f}s CPU, {len(corpus.common)} common shingles; "
               f"{len(pos)} positives (+{small} below min size), {len(neg)} negatives; "
               f"LSH@{params.lsh_threshold} recall {hits / max(1, len(pos)):.3f}")
         print("  positives sim quantiles 1/5/10/50%:", np.round(np.quantile(ps, [0.01, 0.05, 0.1, 0.5]), 3))
@@ -140,19 +153,12 @@ def main() -> None:
         for t in (0.4, 0.5, 0.6, 0.7):
             tp, fp = int((ps >= t).sum()), int((ns >= t).sum())
             print(f"  min_similarity {t}: recall {tp / len(ps):.3f}  false positives {fp}/{len(ns)}")
-        def sets(x):
-            return corpus.shingle_sets(prints[x[0]], units[x[0]].fragments[x[1]])
-
         for ms, mc in [(0, 0), (12, 0.5), (12, 0.3), (16, 0.5), (8, 0.5), (24, 0.5)]:
             pv = replace(params, min_shared=ms, boilerplate_min_concrete=mc)
-            tp = sum(verify(sets(a), sets(b), pv) is not None for _, a, b in pos)
-            fp = sum(verify(sets(a), sets(b), pv) is not None for _, a, b in neg)
+            tp = sum(verify(sets(a), sets(b), pv) is not None for a, b in pos)
+            fp = sum(verify(sets(a), sets(b), pv) is not None for a, b in neg)
             print(f"  verify(min_similarity {pv.min_similarity}, min_shared {ms}, or concrete >= {mc}): "
                   f"recall {tp / len(pos):.3f}  negatives accepted {fp}/{len(neg)}")
-        worst = sorted(neg, key=lambda x: -x[0][0])[:3]
-        for (s, _), a, b in worst:
-            print(f"    top negative {s:.2f}: {units[a[0]].path}:{units[a[0]].fragments[a[1]].symbol} vs "
-                  f"{units[b[0]].path}:{units[b[0]].fragments[b[1]].symbol}")
 
 
 if __name__ == "__main__":

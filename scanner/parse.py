@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import keyword
 import re
-from itertools import compress, repeat
+from itertools import compress
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING
 
 from scanner.walk import SourceUnit
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # Concrete string literals are capped so that a huge literal does not become a huge token.
 _MAX_LITERAL = 200

@@ -17,8 +17,6 @@ from scanner.acquire import Acquired, acquire, default_cache_dir, redact
 from scanner.attribute import (
     REPO_CREDIT_FILE_RE,
     Attribution,
-    Evidence,
-    ReferenceTerms,
     decide,
     file_evidence,
     fragment_evidence,

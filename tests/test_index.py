@@ -109,10 +109,11 @@ def test_kill_9_during_index_add_leaves_the_previous_index_usable(tmp_path):
     big = _big_reference(tmp_path / "big", 300)
     rng = random.Random(11)
     outcomes = set()
-    for trial in range(6):
+    # From start-up (0.2 s: surely before the commit) to the end of the write, plus random points.
+    for delay in [0.2, 0.8, 1.5, 2.5] + [rng.uniform(0.3, 4.0) for _ in range(2)]:
         proc = subprocess.Popen([sys.executable, "-m", "scanner", "index", "add", "second", str(big), "--index",
                                  str(index), "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.3, 4.0))
+        time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         names = sorted(r["name"] for r in listing(index))
@@ -272,11 +273,19 @@ def test_redis_dying_mid_write_leaves_no_half_reference(tmp_path):
     try:
         url = f"{server.url}?prefix=crash&timeout=3"
         assert cli("index", "add", "first", str(UPSTREAM), "--index", url).returncode == 0
-        big = _big_reference(tmp_path / "big", 200)
-        writer = subprocess.Popen([sys.executable, "-m", "scanner", "index", "add", "second", str(big), "--index", url,
-                                   "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        # Kill the server once the writer is storing (its fingerprinting takes a few seconds).
-        time.sleep(2.5)
+        big = _big_reference(tmp_path / "big", 1500)
+        writer = subprocess.Popen([sys.executable, "-m", "scanner", "index", "add", "second", str(big), "--index", url],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # Kill the server as soon as the writer has stored its first data, while it fills the LSH tables.
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=server.port)
+        deadline = time.time() + 120
+        while writer.poll() is None and time.time() < deadline:
+            if len(client.keys(b"crash:ref:*:meta")) >= 2:
+                break
+            time.sleep(0.01)
+        assert writer.poll() is None, "the writer finished before the server could be killed"
         server.kill()
         _, err = writer.communicate(timeout=120)
         assert writer.returncode == 2, err

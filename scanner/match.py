@@ -281,8 +281,12 @@ def _rank(m: tuple[float, float, RefLoc, str, Fragment], corpus: ReferenceCorpus
 
 
 def find_matches(units: list[ParsedUnit], prints: list[UnitPrints], corpus: ReferenceCorpus,
-                 progress=None) -> list[Match]:
-    """Verified matches of scanned fragments, nested matches folded into the outermost."""
+                 progress=None, workers: int = 1) -> list[Match]:
+    """Verified matches of scanned fragments, nested matches folded into the outermost.
+
+    With workers > 1 and enough candidates, units are verified in forked processes that share
+    the loaded references (memory-mapped, copy-on-write); results keep the input order.
+    """
     p = corpus.params
     # One batched LSH lookup for every eligible fragment of the scan.
     owners = [(ui, int(fi)) for ui, pr in enumerate(prints) for fi in pr.eligible]
@@ -294,27 +298,56 @@ def find_matches(units: list[ParsedUnit], prints: list[UnitPrints], corpus: Refe
     for row in sorted(candidates):
         ui, fi = owners[row]
         per_unit[ui].append((fi, row))
-    results: list[Match] = []
-    for done, ui in enumerate(sorted(per_unit)):
-        unit, pr = units[ui], prints[ui]
-        matched: dict[int, Match] = {}
-        for fi, row in per_unit[ui]:
-            frag = unit.fragments[fi]
-            verified = _verify_candidates(corpus, corpus.shingle_sets(pr, frag), candidates[row])
-            if not verified:
-                continue
-            verified.sort(key=lambda v: _rank(v, corpus))
-            sim, csim, best, _, r_frag = verified[0]
-            r_pr = corpus.refs[best.ref].prints
-            kind = clone_type(pr, frag, r_pr, r_frag)
-            if kind != "modified":
-                sim = 1.0
-            matched[fi] = Match(ui, fi, best, sim, csim, kind, align(pr, frag, r_pr, r_frag, p.k),
-                                [v[2] for v in verified[1:]])
-        results.extend(_fold(unit, matched, corpus))
-        if progress is not None:
-            progress(done + 1, len(per_unit))
-    return results
+    order = sorted(per_unit)
+    load = sum(len(fids) for rows in candidates.values() for _, fids in rows)
+    global _JOB
+    _JOB = (units, prints, corpus, candidates, per_unit)
+    try:
+        if workers > 1 and len(order) > 1 and load >= _PARALLEL_MIN_CANDIDATES:
+            import multiprocessing
+
+            results: list[Match] = []
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                for done, found in enumerate(pool.imap(_match_unit, order, chunksize=max(1, len(order) // (workers * 8)))):
+                    results.extend(found)
+                    if progress is not None:
+                        progress(done + 1, len(order))
+            return results
+        results = []
+        for done, ui in enumerate(order):
+            results.extend(_match_unit(ui))
+            if progress is not None:
+                progress(done + 1, len(order))
+        return results
+    finally:
+        _JOB = None
+
+
+# The work of one find_matches call, visible to forked workers without pickling it.
+_JOB = None
+# Below this many candidate fragments, starting processes costs more than it saves.
+_PARALLEL_MIN_CANDIDATES = 20_000
+
+
+def _match_unit(ui: int) -> list[Match]:
+    units, prints, corpus, candidates, per_unit = _JOB
+    p = corpus.params
+    unit, pr = units[ui], prints[ui]
+    matched: dict[int, Match] = {}
+    for fi, row in per_unit[ui]:
+        frag = unit.fragments[fi]
+        verified = _verify_candidates(corpus, corpus.shingle_sets(pr, frag), candidates[row])
+        if not verified:
+            continue
+        verified.sort(key=lambda v: _rank(v, corpus))
+        sim, csim, best, _, r_frag = verified[0]
+        r_pr = corpus.refs[best.ref].prints
+        kind = clone_type(pr, frag, r_pr, r_frag)
+        if kind != "modified":
+            sim = 1.0
+        matched[fi] = Match(ui, fi, best, sim, csim, kind, align(pr, frag, r_pr, r_frag, p.k),
+                            [v[2] for v in verified[1:]])
+    return _fold(unit, matched, corpus)
 
 
 def _verify_candidates(corpus: ReferenceCorpus, s_sets: ShingleSets,

@@ -26,7 +26,7 @@ from scanner.attribute import (
     url_key,
 )
 from scanner.errors import UsageError
-from scanner.fingerprint import Params, UnitPrints, fingerprint_sources
+from scanner.fingerprint import Params, UnitPrints, default_workers, fingerprint_sources
 from scanner.licenses import REPO_LICENSE_FILE_RE, LicenseInfo, analyse, holders_match
 from scanner.match import Match, ReferenceCorpus, RefLoc, descendants, find_matches
 from scanner.parse import Fragment, ParsedUnit
@@ -246,7 +246,8 @@ def scan(source: str, references: list[tuple[str | None, str]], options: ScanOpt
     refs, redis_store = load_references(references, options, status)
     corpus = ReferenceCorpus(options.params, refs, redis_store)
     progress = (lambda done, total: status("matching", done, total)) if status else None
-    matches = find_matches(scanned.units, scanned.prints, corpus, progress)
+    matches = find_matches(scanned.units, scanned.prints, corpus, progress,
+                           workers=options.workers if options.workers is not None else default_workers())
     findings = _copy_findings(scanned, corpus, matches)
     findings += _notice_findings(scanned, corpus, matches, findings)
     if options.missing_license:

@@ -317,3 +317,15 @@ def test_terminal_escapes_from_the_tree_are_inert_in_text_output(tmp_path, refer
     assert "attributed-copy" in proc.stdout and "notice-removed" in proc.stdout
     assert "\x1b" not in proc.stdout and "\x07" not in proc.stdout
     assert "\\x1b]0;pwned\\x07\\x1b[2Jcopy.py" in proc.stdout
+
+
+def test_parallel_matching_gives_the_same_findings(tmp_path, monkeypatch):
+    import scanner.match
+
+    from tests.conftest import EXAMPLES
+
+    monkeypatch.setattr(scanner.match, "_PARALLEL_MIN_CANDIDATES", 0)  # use the pool even for the example
+    _, one = scan_json(tmp_path, EXAMPLES / "suspect", EXAMPLES / "upstream", args=("--workers", "1"))
+    _, two = scan_json(tmp_path, EXAMPLES / "suspect", EXAMPLES / "upstream", args=("--workers", "2"))
+    strip = lambda rep: [{k: v for k, v in f.items()} for f in rep["findings"]]  # noqa: E731
+    assert strip(one) == strip(two) and len(one["findings"]) == 16

@@ -137,7 +137,11 @@ def load_references(specs: list[tuple[str | None, str]], options: ScanOptions, s
     explicit_index = options.index is not None
     store = open_store(options.index or default_index(options), options.params.index_key(), __version__)
     via_redis = isinstance(store, RedisStore)
-    indexed_names = {e["name"] for e in store.references()} if (explicit_index or store.exists()) else set()
+    # The default index is consulted only for what could be a name in it: a scan against sources
+    # must not depend on the state of an index it does not use.
+    could_be_names = any(name is None and _looks_like_name(spec) and not Path(spec).exists() for name, spec in specs)
+    consult = explicit_index or ((could_be_names or not specs) and store.exists())
+    indexed_names = {e["name"] for e in store.references()} if consult else set()
     if not specs:
         if not indexed_names:
             raise UsageError("no references: give --reference SOURCE, or build an index first "

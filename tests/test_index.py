@@ -297,3 +297,13 @@ def test_redis_dying_mid_write_leaves_no_half_reference(tmp_path):
         assert len(rep["findings"]) == 16
     finally:
         server.kill()
+
+
+def test_a_damaged_default_index_does_not_affect_scans_against_sources(tmp_path):
+    cache = Path(os.environ["PROVSCAN_CACHE_DIR"])
+    (cache / "index").mkdir(parents=True)
+    (cache / "index" / "provscan-index.json").write_text("garbage")
+    _, rep = scan_json(tmp_path, SUSPECT, UPSTREAM)
+    assert len(rep["findings"]) == 16
+    proc = cli("scan", str(SUSPECT))  # uses the default index: now it matters
+    assert proc.returncode == 2 and "corrupt" in proc.stderr

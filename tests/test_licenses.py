@@ -17,7 +17,7 @@ from scanner.licenses import (
 
 APACHE_HEADER = """\
 # coding=utf-8
-# Copyright 2024 The Qwen team, Alibaba Group and the HuggingFace Inc. team. All rights reserved.
+# Copyright 2024 The Nimbus team, Acme Group and the Example Inc. team. All rights reserved.
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
 # you may not use this file except in compliance with the License.
@@ -45,8 +45,8 @@ def test_apache_header_with_line_evidence_and_copyright():
     assert info.licenses == [LicenseMatch("Apache-2.0", 4, "header",
                                           'Licensed under the Apache License, Version 2.0 (the "License");')]
     assert info.copyrights == [Copyright(
-        2, "Copyright 2024 The Qwen team, Alibaba Group and the HuggingFace Inc. team. All rights reserved.",
-        "2024", "The Qwen team, Alibaba Group and the HuggingFace Inc. team")]
+        2, "Copyright 2024 The Nimbus team, Acme Group and the Example Inc. team. All rights reserved.",
+        "2024", "The Nimbus team, Acme Group and the Example Inc. team")]
     assert info.spdx == "Apache-2.0"
 
 

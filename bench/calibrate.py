@@ -101,9 +101,8 @@ def _corpus(units, params: Params):
 
     prints = []
     for unit in units:
-        sets: dict = {}
-        pr = fingerprint_unit(unit, params, sets=sets)
-        _reference_extras(unit, pr, params, sets)
+        pr = fingerprint_unit(unit, params)
+        _reference_extras(unit, pr, params)
         prints.append(pr)
     acquired = Acquired(root=Path("."), source="transformers", kind="local", commit=None, version=None, url=None,
                         name="transformers", notes=[])

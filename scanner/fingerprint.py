@@ -88,23 +88,44 @@ def signature(hasher: MinHasher, shingles: np.ndarray) -> np.ndarray:
 
 
 def fingerprint_unit(unit: ParsedUnit, params: Params, cache: dict | None = None,
-                     hasher: MinHasher | None = None, sets: dict | None = None) -> UnitPrints:
-    """Token hashes and signatures; `sets` (if given) receives each eligible fragment's shingle set."""
+                     hasher: MinHasher | None = None) -> UnitPrints:
+    """Token hashes, and the MinHash of every eligible fragment.
+
+    Fragments nest (module > class > method), and a MinHash is a minimum over a set, so a
+    fragment's signature is the elementwise minimum of its eligible children's signatures and
+    of the signature of its own remaining shingles: each shingle is hashed once, not once per
+    nesting level, and the result is exactly the signature of the fragment's whole shingle set.
+    """
     hasher = hasher or MinHasher(params.num_perm, params.seed)
     prints = UnitPrints(token_hashes(unit.abstract, cache), token_hashes(unit.concrete, cache),
                         np.asarray(unit.lines, dtype=np.int32))
-    rows, sigs = [], []
-    for fi, frag in enumerate(unit.fragments):
-        if not eligible(frag, params):
+    frags, k = unit.fragments, params.k
+    ok = [eligible(f, params) and f.tokens >= k for f in frags]
+    children: dict[int, list[int]] = {}
+    for fi, frag in enumerate(frags):
+        if not ok[fi]:
             continue
-        shingles = abstract_set(prints, frag.tok_start, frag.tok_end, params.k)
-        if sets is not None:
-            sets[fi] = shingles
-        if len(shingles):
-            rows.append(fi)
-            sigs.append(signature(hasher, shingles))
+        host = frag.parent
+        while host is not None and not ok[host]:
+            host = frags[host].parent
+        if host is not None:
+            children.setdefault(host, []).append(fi)
+    hashes = to_hash32(shingle_hashes(prints.abs_tok, k))  # hashes[i]: the shingle of tokens i..i+k-1
+    sigs: dict[int, np.ndarray] = {}
+    for fi in reversed(range(len(frags))):  # children come after their parents in frags
+        if not ok[fi]:
+            continue
+        lo, hi = frags[fi].tok_start, frags[fi].tok_end - k + 1
+        own = np.ones(hi - lo, dtype=bool)
+        for c in children.get(fi, ()):
+            own[frags[c].tok_start - lo:frags[c].tok_end - k + 1 - lo] = False
+        sig = hasher.signature(hashes[lo:hi][own])
+        for c in children.get(fi, ()):
+            np.minimum(sig, sigs[c], out=sig)
+        sigs[fi] = sig
+    rows = sorted(sigs)
     prints.eligible = np.asarray(rows, dtype=np.int32)
-    prints.sigs = np.vstack(sigs) if sigs else np.empty((0, params.num_perm), dtype=np.uint32)
+    prints.sigs = np.vstack([sigs[fi] for fi in rows]) if rows else np.empty((0, params.num_perm), dtype=np.uint32)
     return prints
 
 
@@ -118,8 +139,7 @@ class Fingerprinted:
 def _fingerprint_one(task: tuple[SourceUnit, Params, bool, bool]) -> Fingerprinted:
     source, params, with_license, as_reference = task
     unit = parse_unit(source)
-    sets: dict[int, np.ndarray] = {}
-    prints = fingerprint_unit(unit, params, _worker_cache(), _worker_hasher(params), sets)
+    prints = fingerprint_unit(unit, params, _worker_cache(), _worker_hasher(params))
     unit.abstract, unit.concrete = [], []
     info = None
     if with_license:
@@ -127,13 +147,13 @@ def _fingerprint_one(task: tuple[SourceUnit, Params, bool, bool]) -> Fingerprint
 
         info = analyse(unit.text, head_lines=200)
     if as_reference:
-        _reference_extras(unit, prints, params, sets)
+        _reference_extras(unit, prints, params)
         # What a stored reference does not keep need not travel back from the worker.
         unit.text, unit.comments, unit.imports = "", [], []
     return Fingerprinted(unit, prints, info)
 
 
-def _reference_extras(unit: ParsedUnit, prints: UnitPrints, params: Params, sets: dict) -> None:
+def _reference_extras(unit: ParsedUnit, prints: UnitPrints, params: Params) -> None:
     """Copied-from notes of indexed fragments, and each function's shingles for document frequency."""
     import xxhash
 
@@ -143,13 +163,10 @@ def _reference_extras(unit: ParsedUnit, prints: UnitPrints, params: Params, sets
         note = provenance_note(unit, unit.fragments[int(fi)])
         if note:
             prints.notes[int(fi)] = note
-    for fi, frag in enumerate(unit.fragments):
+    for frag in unit.fragments:
         if frag.kind in ("function", "method"):
             key = xxhash.xxh3_128_digest(prints.abs_tok[frag.tok_start:frag.tok_end].tobytes())
-            shingles = sets.get(fi)
-            if shingles is None:
-                shingles = abstract_set(prints, frag.tok_start, frag.tok_end, params.k)
-            prints.functions.append((key, shingles))
+            prints.functions.append((key, abstract_set(prints, frag.tok_start, frag.tok_end, params.k)))
 
 
 _CACHE: dict = {}

@@ -178,3 +178,23 @@ def test_concrete_and_abstract_sets():
     assert len(concrete_set(pr, frag.tok_start, frag.tok_end, params.k)) == frag.tokens - params.k + 1
     # Signatures: one row per eligible fragment (the module and the class here).
     assert list(pr.eligible) == [0, 1] and pr.sigs.shape == (2, params.num_perm)
+
+
+def test_nested_signatures_equal_the_signature_of_each_whole_fragment():
+    """Signatures built from children's (a MinHash is a minimum) equal hashing each fragment whole."""
+    from pathlib import Path
+
+    from scanner.fingerprint import eligible, signature
+
+    params = Params()
+    hasher = MinHasher(params.num_perm, params.seed)
+    source = Path(__file__).resolve().parents[1] / "scanner" / "pipeline.py"
+    unit = parse_unit(SourceUnit("pipeline.py", source.read_bytes()))
+    pr = fingerprint_unit(unit, params)
+    expected = [fi for fi, f in enumerate(unit.fragments) if eligible(f, params)]
+    assert list(pr.eligible) == expected and len(expected) > 10
+    assert any(unit.fragments[fi].parent is not None and unit.fragments[unit.fragments[fi].parent].kind == "class"
+               for fi in expected) or any(unit.fragments[fi].kind == "module" for fi in expected)
+    for row, fi in enumerate(pr.eligible):
+        frag = unit.fragments[fi]
+        assert np.array_equal(pr.sigs[row], signature(hasher, abstract_set(pr, frag.tok_start, frag.tok_end, params.k)))

@@ -326,7 +326,7 @@ def find_matches(units: list[ParsedUnit], prints: list[UnitPrints], corpus: Refe
 # The work of one find_matches call, visible to forked workers without pickling it.
 _JOB = None
 # Below this many candidate fragments, starting processes costs more than it saves.
-_PARALLEL_MIN_CANDIDATES = 20_000
+_PARALLEL_MIN_CANDIDATES = 5_000
 
 
 def _match_unit(ui: int) -> list[Match]:

@@ -15,14 +15,14 @@ import numpy as np
 
 from scanner.fingerprint import Params, UnitPrints, abstract_sequence, abstract_set, concrete_set
 from scanner.parse import Fragment, ParsedUnit
-from scanner.reference import Reference
+from scanner.reference import KINDS, LEVELS, Reference
 from signatures.lsh import band_keys, band_params
 
 # A MinHash estimate this far below the threshold (4.5 standard deviations at 128 permutations)
 # never belongs to a pair that exact verification would keep: such candidates are dropped early.
 _ESTIMATE_MARGIN = 0.2
 _ESTIMATE_CHUNK = 100_000  # candidate pairs compared at once (100k x 128 x 4 bytes)
-_LEVEL = {"module": 0, "cell": 0, "class": 1, "function": 2, "method": 2}
+_LEVEL = dict(zip(KINDS, LEVELS))
 
 
 @dataclass(frozen=True)
@@ -75,14 +75,14 @@ class ReferenceCorpus:
         self.refs = references
         self.redis_store = redis_store  # candidates of references loaded from Redis come from its tables
         self.common = _common_shingles(references, params)
-        self._sets: dict[RefLoc, ShingleSets] = {}
+        self._sets: dict[RefLoc, tuple[np.ndarray, np.ndarray]] = {}
         self._concrete: dict[RefLoc, np.ndarray] = {}
 
     def candidates(self, qsigs: np.ndarray, qlevels: np.ndarray) -> dict[int, list[tuple[int, np.ndarray]]]:
         """Candidates for a batch of query signatures: query row -> [(reference position, fragment ids)].
 
         LSH band collisions, then two vectorised filters: only like is compared with like
-        (comparable), and a MinHash estimate far below the threshold is dropped. Fragment ids
+        (reference.LEVELS), and a MinHash estimate far below the threshold is dropped. Fragment ids
         are group representatives (see Reference.members).
         """
         out: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)
@@ -130,12 +130,13 @@ class ReferenceCorpus:
         path, _cell, frag = ref.fragment(loc.frag)
         return ref, path, frag
 
-    def sets(self, loc: RefLoc) -> ShingleSets:
-        """Shingle sets of a reference fragment, cached."""
+    def abstract_sets(self, loc: RefLoc) -> tuple[np.ndarray, np.ndarray]:
+        """(abstract, informative) shingle sets of a reference fragment, cached."""
         cached = self._sets.get(loc)
         if cached is None:
             ref, _, frag = self.fragment(loc)
-            cached = self.shingle_sets(ref.prints, frag)
+            abstract = abstract_set(ref.prints, frag.tok_start, frag.tok_end, self.params.k)
+            cached = (abstract, self.informative(abstract))
             if len(self._sets) > 200_000:
                 self._sets.clear()
             self._sets[loc] = cached
@@ -182,6 +183,16 @@ def _common_shingles(references: list[Reference], params: Params) -> np.ndarray:
     return values[counts >= limit]
 
 
+def _abstract_match(s: ShingleSets, r_abstract: np.ndarray, r_informative: np.ndarray,
+                    params: Params) -> tuple[float, bool] | None:
+    """(similarity, mostly boilerplate?) of a pair, or None below the similarity threshold."""
+    sim, _ = _jaccard(s.abstract, r_abstract)
+    if sim < params.min_similarity:
+        return None
+    _, shared = _jaccard(s.informative, r_informative)
+    return sim, shared < params.min_shared
+
+
 def verify(s: ShingleSets, r: ShingleSets, params: Params) -> tuple[float, float] | None:
     """Exact check of an LSH candidate: (similarity, concrete similarity), or None if rejected.
 
@@ -189,12 +200,12 @@ def verify(s: ShingleSets, r: ShingleSets, params: Params) -> tuple[float, float
     are mostly boilerplate (few shared informative shingles) must also keep most of its names
     (concrete similarity) to count: same-shaped code written independently differs in names.
     """
-    sim, _ = _jaccard(s.abstract, r.abstract)
-    if sim < params.min_similarity:
+    checked = _abstract_match(s, r.abstract, r.informative, params)
+    if checked is None:
         return None
+    sim, boilerplate = checked
     csim, _ = _jaccard(s.concrete, r.concrete)
-    _, shared = _jaccard(s.informative, r.informative)
-    if shared < params.min_shared and csim < params.boilerplate_min_concrete:
+    if boilerplate and csim < params.boilerplate_min_concrete:
         return None
     return sim, csim
 
@@ -266,12 +277,6 @@ def align(s_pr: UnitPrints, s_frag: Fragment, r_pr: UnitPrints, r_frag: Fragment
         else:
             blocks.append(block)
     return blocks
-
-
-def comparable(a: Fragment, b: Fragment) -> bool:
-    """Only like is compared with like: a module whose bulk is one copied class is explained by
-    the class, not by "this module resembles that class"."""
-    return _LEVEL[a.kind] == _LEVEL[b.kind]
 
 
 def _rank(m: tuple[float, float, RefLoc, str, Fragment], corpus: ReferenceCorpus) -> tuple:
@@ -365,12 +370,11 @@ def _verify_candidates(corpus: ReferenceCorpus, s_sets: ShingleSets,
     reps = [RefLoc(pos, fid) for pos, fids in locs for fid in fids.tolist()]
     for rep_loc in reps:  # candidates are group representatives
         members = [RefLoc(rep_loc.ref, int(fid)) for fid in corpus.refs[rep_loc.ref].members(rep_loc.frag)]
-        r_sets = corpus.sets(rep_loc)
-        sim, _ = _jaccard(s_sets.abstract, r_sets.abstract)
-        if sim < p.min_similarity:
+        checked = _abstract_match(s_sets, *corpus.abstract_sets(rep_loc), p)
+        if checked is None:
             continue
-        _, shared = _jaccard(s_sets.informative, r_sets.informative)
-        if shared < p.min_shared:  # mostly boilerplate: each copy must keep most of its names
+        sim, boilerplate = checked
+        if boilerplate:  # each copy must keep most of its names (see verify)
             for loc in members:
                 csim, _ = _jaccard(s_sets.concrete, corpus.concrete(loc))
                 if csim >= p.boilerplate_min_concrete:

@@ -92,10 +92,6 @@ class ParsedUnit:
     error_lines: list[int] = field(default_factory=list)  # lines holding syntax errors
     invalid_utf8: bool = False
 
-    @property
-    def line_count(self) -> int:
-        return self.text.count("\n") + (0 if self.text.endswith("\n") else 1)
-
     @cached_property
     def line_texts(self) -> list[str]:
         return self.text.split("\n")

@@ -23,7 +23,10 @@ from signatures.lsh import BandTable, band_keys, band_params
 from signatures.store import StoredReference
 
 KINDS = ("module", "cell", "class", "function", "method")
-LEVELS = (0, 0, 1, 2, 2)  # what may be compared with what: see scanner.match.comparable
+# Only like is compared with like: module with module, class with class, function or method
+# with function or method. A module whose bulk is one copied class is explained by the class,
+# not by "this module resembles that class".
+LEVELS = (0, 0, 1, 2, 2)
 _KIND_CODE = {k: i for i, k in enumerate(KINDS)}
 # Columns of the "frags" array.
 _UNIT, _KIND, _START, _END, _TOK_START, _TOK_END, _PARENT = range(7)

@@ -1,7 +1,6 @@
 """Token sequences -> k-shingle hashes, one per token position.
 
-A file's tokens are hashed once; a fragment's shingles are then a slice of the file's array
-(fragment tokens are contiguous), so nested fragments (module > class > method) share work.
+Fragment tokens are contiguous, so a fragment's shingles are those of its token slice.
 Hashes are 64-bit and stable across processes and machines (xxh64, no Python hash()).
 """
 
@@ -49,10 +48,3 @@ def shingle_hashes(tok: np.ndarray, k: int) -> np.ndarray:
             acc = acc * _MULT + tok[j : j + n]
         return _fmix64(acc)
 
-
-def fragment_shingles(file_shingles: np.ndarray, tok_start: int, tok_end: int, k: int) -> np.ndarray:
-    """The shingles lying wholly inside tokens [tok_start, tok_end) of a file."""
-    stop = tok_end - k + 1
-    if stop <= tok_start:
-        return file_shingles[:0]
-    return file_shingles[tok_start:stop]

@@ -72,6 +72,20 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _array_record(array: np.ndarray) -> tuple[bytes, dict]:
+    """An array as .npy bytes, and what meta.json records of it (checked again on load)."""
+    data = _npy_bytes(array)
+    return data, {"dtype": str(array.dtype), "shape": list(array.shape), "xxh3": _checksum(data)}
+
+
+def _with_reference(manifest: dict, ref: StoredReference, tool_version: str) -> tuple[dict, list[dict]]:
+    """The manifest naming ref (replacing an entry of the same name), and the replaced entries."""
+    old = [e for e in manifest["references"] if e["name"] == ref.meta["name"]]
+    entry = {"id": ref.id, **{k: ref.meta.get(k) for k in _SUMMARY_KEYS}}
+    kept = [e for e in manifest["references"] if e["name"] != ref.meta["name"]]
+    return {**manifest, "references": kept + [entry], "tool_version": tool_version}, old
+
+
 def _check_params(where: str, stored: dict, wanted: dict) -> None:
     if stored != wanted:
         diff = ", ".join(f"{k}={stored.get(k)!r} (now {wanted.get(k)!r})" for k in sorted(set(stored) | set(wanted))
@@ -191,22 +205,17 @@ class EmbeddedStore:
             tmp.mkdir()
             arrays = {}
             for name, array in ref.arrays.items():
-                data = _npy_bytes(array)
+                data, arrays[name] = _array_record(array)
                 _write_synced(tmp / f"{name}.npy", data)
-                arrays[name] = {"dtype": str(array.dtype), "shape": list(array.shape), "xxh3": _checksum(data)}
             _write_synced(tmp / "meta.json", json.dumps({"meta": ref.meta, "arrays": arrays}).encode())
         except OSError as exc:
             shutil.rmtree(self.path / "refs" / f".tmp-{ref.id}", ignore_errors=True)
             raise IndexStoreError(f"cannot write index {self.path}: {exc.strerror or exc}") from None
         with self._lock():
             try:
-                manifest = self.manifest()
-                old = [e for e in manifest["references"] if e["name"] == ref.meta["name"]]
+                manifest, old = _with_reference(self.manifest(), ref, self.tool_version)
                 os.rename(tmp, refs / ref.id)
                 _fsync_dir(refs)
-                entry = {"id": ref.id, **{k: ref.meta.get(k) for k in _SUMMARY_KEYS}}
-                manifest["references"] = [e for e in manifest["references"] if e["name"] != ref.meta["name"]] + [entry]
-                manifest["tool_version"] = self.tool_version
                 self._write_manifest(manifest)
                 for e in old:
                     shutil.rmtree(refs / e["id"], ignore_errors=True)
@@ -389,9 +398,8 @@ class RedisStore:
             arrays = {}
             pipe = self._redis.pipeline(transaction=False)
             for name, array in ref.arrays.items():
-                data = _npy_bytes(array)
+                data, arrays[name] = _array_record(array)
                 pipe.set(self._key("ref", ref.id, name), data)
-                arrays[name] = {"dtype": str(array.dtype), "shape": list(array.shape), "xxh3": _checksum(data)}
             pipe.set(self._key("ref", ref.id, "meta"), json.dumps({"meta": ref.meta, "arrays": arrays}))
             pipe.execute()
             lsh = self._lsh()
@@ -402,11 +410,7 @@ class RedisStore:
                 for fid, sig in zip(ref.arrays["indexed"], ref.arrays["sigs"]):
                     session.insert(f"{ref.id}:{int(fid)}".encode(), hasher.to_datasketch(np.asarray(sig)))
             # The manifest goes last: until it names the reference, readers do not see it.
-            manifest = self.manifest()
-            old = [e for e in manifest["references"] if e["name"] == ref.meta["name"]]
-            entry = {"id": ref.id, **{k: ref.meta.get(k) for k in _SUMMARY_KEYS}}
-            manifest["references"] = [e for e in manifest["references"] if e["name"] != ref.meta["name"]] + [entry]
-            manifest["tool_version"] = self.tool_version
+            manifest, old = _with_reference(self.manifest(), ref, self.tool_version)
             self._redis.set(self._key("manifest"), json.dumps(manifest))
         for e in old:
             self._drop(e["id"])

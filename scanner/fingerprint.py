@@ -11,6 +11,8 @@ identical whatever the number of workers.
 from __future__ import annotations
 
 import os
+from bisect import bisect_right
+from functools import lru_cache
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -143,14 +145,64 @@ def _fingerprint_one(task: tuple[SourceUnit, Params, bool, bool]) -> Fingerprint
     unit.abstract, unit.concrete = [], []
     info = None
     if with_license:
-        from scanner.licenses import analyse
-
-        info = analyse(unit.text, head_lines=200)
+        info = _analyse_header(_header_text(unit))
     if as_reference:
         _reference_extras(unit, prints, params)
         # What a stored reference does not keep need not travel back from the worker.
         unit.text, unit.comments, unit.imports = "", [], []
     return Fingerprinted(unit, prints, info)
+
+
+# Words that mark a notice: a comment block or docstring holding one is read whole, a line of code
+# holding one (e.g. __copyright__ = "...") on its own.
+_NOTICE_WORDS = ("copyright", "licen", "spdx", "(c)", "\N{COPYRIGHT SIGN}")
+
+
+def _has_notice_word(text: str) -> bool:
+    low = text.lower()
+    return any(word in low for word in _NOTICE_WORDS)
+
+
+def _header_text(unit: ParsedUnit, head_lines: int = 200) -> str:
+    """The notices of the file's first head_lines lines, other lines blanked (line numbers kept).
+
+    Notices live in comment blocks and docstrings; normalising the code and the ordinary
+    comments around them was most of the cost of licence detection, and with them gone most
+    files of a project share one header text, which _analyse_header memoises.
+    """
+    lines = unit.line_texts[:head_lines]
+    kept = [""] * len(lines)
+    head = unit.text[:sum(map(len, lines)) + len(lines)].lower()
+    hits = []
+    for word in _NOTICE_WORDS:  # str.find: a C scan, rare hits in code
+        at = head.find(word)
+        while at != -1:
+            hits.append(at)
+            at = head.find(word, at + 1)
+    line, counted = 0, 0
+    for at in sorted(hits):
+        line += head.count("\n", counted, at)
+        counted = at
+        kept[line] = lines[line]
+    # Comment and docstring lines (sorted by line) in blocks of consecutive lines.
+    end = bisect_right(unit.comments, (len(lines), "\U0010ffff"))
+    block: list[int] = []
+    for ln, _ in unit.comments[:end] + [(0, "")]:
+        if block and ln not in (block[-1], block[-1] + 1):
+            if _has_notice_word("\n".join(lines[i - 1] for i in block)):
+                for i in block:
+                    kept[i - 1] = lines[i - 1]
+            block = []
+        if ln:
+            block.append(ln)
+    return "\n".join(kept)
+
+
+@lru_cache(maxsize=1024)
+def _analyse_header(text: str):
+    from scanner.licenses import analyse
+
+    return analyse(text, head_lines=None)  # LicenseInfo is frozen: sharing one is safe
 
 
 def _reference_extras(unit: ParsedUnit, prints: UnitPrints, params: Params) -> None:
@@ -163,10 +215,11 @@ def _reference_extras(unit: ParsedUnit, prints: UnitPrints, params: Params) -> N
         note = provenance_note(unit, unit.fragments[int(fi)])
         if note:
             prints.notes[int(fi)] = note
+    shingles = shingle_hashes(prints.abs_tok, params.k)  # once per unit, sliced per function
     for frag in unit.fragments:
         if frag.kind in ("function", "method"):
             key = xxhash.xxh3_128_digest(prints.abs_tok[frag.tok_start:frag.tok_end].tobytes())
-            prints.functions.append((key, abstract_set(prints, frag.tok_start, frag.tok_end, params.k)))
+            prints.functions.append((key, np.unique(shingles[frag.tok_start:max(frag.tok_start, frag.tok_end - params.k + 1)])))
 
 
 _CACHE: dict = {}
@@ -217,12 +270,16 @@ def fingerprint_sources(sources: list[SourceUnit], params: Params, *, workers: i
     import multiprocessing
 
     # fork: workers inherit the imported modules (no re-import per worker) and nothing is pickled
-    # but the tasks and results, which are our own objects.
+    # but the tasks and results, which are our own objects. Largest files first, so that no worker
+    # is left parsing one big file while the other idles at the end.
     context = multiprocessing.get_context("fork")
-    chunk = max(1, min(32, len(tasks) // (workers * 8) or 1))
+    order = sorted(range(len(tasks)), key=lambda i: -len(sources[i].data))
+    chunk = max(1, min(8, len(tasks) // (workers * 16) or 1))
+    slots: list[Fingerprinted | None] = [None] * len(tasks)
     with context.Pool(workers) as pool:
-        for i, result in enumerate(pool.imap(_fingerprint_one, tasks, chunksize=chunk)):
-            out.append(result)
-            if progress and i % 50 == 0:
-                progress(i, len(tasks))
-    return out
+        done = pool.imap(_fingerprint_one, [tasks[i] for i in order], chunksize=chunk)
+        for n, (i, result) in enumerate(zip(order, done)):
+            slots[i] = result
+            if progress and n % 50 == 0:
+                progress(n, len(tasks))
+    return slots  # type: ignore[return-value]  # every slot is filled

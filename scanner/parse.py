@@ -206,35 +206,46 @@ def _lex(data: bytes, docstrings: list[tuple[int, int]]) -> _Tokens:
     import numpy as np
 
     toks = _TOKEN.findall(data)
-    get = _ABSTRACT.get
-    kinds = [get(t) or _abstract(t) for t in toks]
+    kinds = list(map(_ABSTRACT.get, toks))  # a C loop; the few unseen tokens are classified below
+    for i in _positions(kinds, None):
+        kinds[i] = _abstract(toks[i])
     n = len(toks)
-    ends_line = np.fromiter(map(_NL.__eq__, kinds), dtype=np.int32, count=n)
+    newline = np.fromiter(map(_NL.__eq__, kinds), dtype=bool, count=n)
+    ends_line = newline.astype(np.int32)
     strings_all = _positions(kinds, _STR)
     for i in strings_all:
         inner = toks[i].count(b"\n")
         if inner:
             ends_line[i] = inner
     line_of = (np.cumsum(ends_line) - ends_line + 1).astype(np.int32)
-    comments = [(int(line_of[i]), toks[i].decode("utf-8", errors="replace")) for i in _positions(kinds, _COMMENT)]
-    mask = [k[0] != 35 for k in kinds]
-    abstract = list(compress(kinds, mask))
-    concrete = list(compress(toks, mask))
-    lines = line_of[np.fromiter(mask, dtype=bool, count=n)]
+    comment_at = _positions(kinds, _COMMENT)
+    comments = [(int(line_of[i]), toks[i].decode("utf-8", errors="replace")) for i in comment_at]
+    mask = ~newline  # what leaves the channels: newlines, comments, lone carriage returns
+    mask[comment_at] = False
+    mask[_positions(kinds, _SKIP)] = False
+    keep = mask.tolist()
+    abstract = list(compress(kinds, keep))
+    concrete = list(compress(toks, keep))
+    lines = line_of[mask]
     # Strings: adjacent literals are one (implicit concatenation); docstrings leave the channels.
     strings = _positions(abstract, _STR)
-    drop = {j for j in strings if j and abstract[j - 1] is _STR}
+    drop = [j for j in strings if j and abstract[j - 1] is _STR]
     for j in strings:
         if len(concrete[j]) > _MAX_LITERAL:
             concrete[j] = concrete[j][:_MAX_LITERAL]
-    for first, last in docstrings:
-        lo, hi = np.searchsorted(lines, first, "left"), np.searchsorted(lines, last, "right")
-        drop.update(j for j in range(lo, hi) if abstract[j] is _STR)
+    if docstrings and strings:
+        at = np.asarray(strings)
+        string_lines = lines[at]
+        for first, last in docstrings:
+            lo, hi = np.searchsorted(string_lines, first, "left"), np.searchsorted(string_lines, last, "right")
+            drop.extend(at[lo:hi].tolist())
     if drop:
-        kept = [j for j in range(len(abstract)) if j not in drop]
-        abstract = [abstract[j] for j in kept]
-        concrete = [concrete[j] for j in kept]
-        lines = lines[kept]
+        keep_mask = np.ones(len(abstract), dtype=bool)
+        keep_mask[drop] = False
+        keep = keep_mask.tolist()
+        abstract = list(compress(abstract, keep))
+        concrete = list(compress(concrete, keep))
+        lines = lines[keep_mask]
     return _Tokens(abstract, concrete, lines, comments)
 
 

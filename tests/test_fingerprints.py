@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from datasketch import MinHash, MinHashLSH
 
 from scanner.fingerprint import Params, abstract_set, concrete_set, fingerprint_unit
@@ -150,6 +151,14 @@ def test_banded_lsh_gives_exactly_datasketchs_candidates():
     ours = {(int(q) + 200, int(c)) for q, c in zip(rows, ids)}
     theirs = {(i, key) for i in range(200, 300) for key in lsh.query(hasher.to_datasketch(sigs[i]))}
     assert ours == theirs and len(ours) > 100
+
+
+@pytest.mark.parametrize("num_perm", [16, 64, 128, 256])
+def test_band_parameters_equal_datasketchs_choice(num_perm):
+    from datasketch.lsh import _optimal_param
+
+    for threshold in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
+        assert band_params(threshold, num_perm) == _optimal_param(threshold, num_perm, 0.5, 0.5), threshold
 
 
 def test_fingerprints_identical_whatever_the_worker_count(tmp_path):

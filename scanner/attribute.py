@@ -166,14 +166,14 @@ def file_evidence(unit: ParsedUnit, file_holders: list[str], ref_holders: list[s
         if any(holders_match(holder, rh) for rh in ref_holders):
             evidence.append(Evidence("file", unit.path, holder_line, holder, "reference copyright holder retained"))
             break
-    for ln, text in unit.comments:
-        for url in URL_RE.findall(text):
+    for ln, text, urls, generated, provenance in _telling_comments(unit):
+        for url in urls:
             if any(u and url_key(url).startswith(u) for u in terms.urls):
                 evidence.append(Evidence("file", unit.path, ln, text.strip(), "URL of the reference"))
                 break
-        if GENERATED_RE.search(text) and terms.named_in(text, {ref_module}):
+        if generated and terms.named_in(text, {ref_module}):
             evidence.append(Evidence("file", unit.path, ln, text.strip(), "generated-from banner names the reference"))
-        elif PROVENANCE_RE.search(text) and terms.named_in(text):
+        elif provenance and terms.named_in(text):
             evidence.append(Evidence("file", unit.path, ln, text.strip(), "provenance comment in the file names the reference"))
     top = ref_symbol.split(".")[0] if ref_symbol else None
     for imp in unit.imports:
@@ -185,6 +185,21 @@ def file_evidence(unit: ParsedUnit, file_holders: list[str], ref_holders: list[s
             evidence.append(Evidence("file", unit.path, imp.line, _line(unit, imp.line), "imports the reference module or symbol"))
             break
     return evidence
+
+
+def _telling_comments(unit: ParsedUnit) -> list[tuple[int, str, list[str], bool, bool]]:
+    """The unit's comments that could be file-level evidence: (line, text, URLs, generated-from
+    banner?, provenance wording?). Computed once per unit: a file with many copies is asked once
+    per finding."""
+    cached = unit.__dict__.get("_telling_comments")
+    if cached is None:
+        cached = []
+        for ln, text in unit.comments:
+            urls, generated, provenance = URL_RE.findall(text), bool(GENERATED_RE.search(text)), bool(PROVENANCE_RE.search(text))
+            if urls or generated or provenance:
+                cached.append((ln, text, urls, generated, provenance))
+        unit.__dict__["_telling_comments"] = cached
+    return cached
 
 
 def repo_evidence(documents: list[tuple[str, str]], terms: ReferenceTerms) -> list[Evidence]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -21,13 +22,13 @@ from signatures.lsh import band_keys, band_params
 # A MinHash estimate this far below the threshold (4.5 standard deviations at 128 permutations)
 # never belongs to a pair that exact verification would keep: such candidates are dropped early.
 _ESTIMATE_MARGIN = 0.2
-_ESTIMATE_CHUNK = 100_000  # candidate pairs compared at once (100k x 128 x 4 bytes)
+_ESTIMATE_CHUNK = 100_000  # candidate pairs compared at once (100k x 128 bytes)
 _LEVEL = dict(zip(KINDS, LEVELS))
 
 
-@dataclass(frozen=True)
-class RefLoc:
-    """A reference fragment: position of the reference in the corpus, fragment id in it."""
+class RefLoc(NamedTuple):
+    """A reference fragment: position of the reference in the corpus, fragment id in it.
+    (A tuple: hashed in C, and matching hashes hundreds of thousands of them.)"""
 
     ref: int
     frag: int
@@ -106,17 +107,20 @@ class ReferenceCorpus:
                 pairs = np.unique(rows[mine] << 32 | fids[mine])
                 found.append((position[id(ref)], pairs >> 32, pairs & 0xFFFFFFFF))
         need = (self.params.min_similarity - _ESTIMATE_MARGIN) * self.params.num_perm
+        qbytes = qsigs.astype(np.uint8)
         for pos, rows, fids in found:
             ref = self.refs[pos]
             keep = ref.levels[fids] == qlevels[rows]
             rows, fids = rows[keep], fids[keep]
             sig_rows = ref.signature_rows(fids)
-            sigs = ref.arrays["sigs"]
+            # Agreement of the values' low bytes: an upper bound of the true agreement (off by
+            # (128 - agreement) / 256 on average), at a quarter of the memory traffic. Being a little
+            # generous here costs verification time, never a finding.
+            sigs = ref.signature_bytes
             keep = np.zeros(len(rows), dtype=bool)
             for lo in range(0, len(rows), _ESTIMATE_CHUNK):
                 hi = lo + _ESTIMATE_CHUNK
-                agree = np.count_nonzero(sigs[sig_rows[lo:hi]] == qsigs[rows[lo:hi]], axis=1)
-                keep[lo:hi] = agree >= need
+                keep[lo:hi] = np.count_nonzero(sigs[sig_rows[lo:hi]] == qbytes[rows[lo:hi]], axis=1) >= need
             rows, fids = rows[keep], fids[keep]  # sorted by row (BandTable.query sorts its pairs)
             if len(rows) == 0:
                 continue
@@ -163,9 +167,12 @@ class ReferenceCorpus:
         return self.refs[loc.ref].copied_note(loc.frag)
 
     def informative(self, shingles: np.ndarray) -> np.ndarray:
-        if len(self.common) == 0:
+        common = self.common  # sorted
+        if len(common) == 0 or len(shingles) == 0:
             return shingles
-        return shingles[~np.isin(shingles, self.common, assume_unique=True)]
+        at = common.searchsorted(shingles)
+        at[at == len(common)] = 0
+        return shingles[common[at] != shingles]
 
 
 def _common_shingles(references: list[Reference], params: Params) -> np.ndarray:
@@ -279,10 +286,11 @@ def align(s_pr: UnitPrints, s_frag: Fragment, r_pr: UnitPrints, r_frag: Fragment
     return blocks
 
 
-def _rank(m: tuple[float, float, RefLoc, str, Fragment], corpus: ReferenceCorpus) -> tuple:
+def _rank(m: tuple[float, float, RefLoc], corpus: ReferenceCorpus) -> tuple:
     """Best first: most similar; among equals, the origin before fragments that say they are copies."""
-    sim, csim, loc, path, frag = m
-    return (-round(sim, 6), -round(csim, 6), corpus.copied_note(loc) is not None, loc.ref, path, frag.start_line)
+    sim, csim, loc = m
+    return (-round(sim, 6), -round(csim, 6), corpus.copied_note(loc) is not None, loc.ref,
+            *corpus.refs[loc.ref].position(loc.frag))
 
 
 def find_matches(units: list[ParsedUnit], prints: list[UnitPrints], corpus: ReferenceCorpus,
@@ -345,49 +353,67 @@ def _match_unit(ui: int) -> list[Match]:
         if not verified:
             continue
         verified.sort(key=lambda v: _rank(v, corpus))
-        sim, csim, best, _, r_frag = verified[0]
+        sim, csim, best = verified[0]
+        _, _, r_frag = corpus.fragment(best)
         r_pr = corpus.refs[best.ref].prints
         kind = clone_type(pr, frag, r_pr, r_frag)
         if kind != "modified":
             sim = 1.0
         matched[fi] = Match(ui, fi, best, sim, csim, kind, align(pr, frag, r_pr, r_frag, p.k),
-                            [v[2] for v in verified[1:]])
+                            [loc for _, _, loc in verified[1:]])
     return _fold(unit, matched, corpus)
 
 
 def _verify_candidates(corpus: ReferenceCorpus, s_sets: ShingleSets,
-                       locs: list[tuple[int, np.ndarray]]) -> list[tuple]:
-    """verify() for every candidate, done once per group of identical reference fragments.
+                       locs: list[tuple[int, np.ndarray]]) -> list[tuple[float, float, RefLoc]]:
+    """verify() for every candidate, done once per group of identical reference fragments:
+    [(similarity, concrete similarity or -1 where not needed, reference fragment)].
 
     transformers holds its RMSNorm 100+ times: fragments with the same abstract token sequence
     have the same abstract shingles, hence the same similarity and boilerplate share, so the
-    abstract check runs once per group. Names (the concrete channel) may differ per copy: they
-    are compared per member where the verdict or the choice of the best copy depends on them.
+    abstract check runs once per group, for all groups at once (one membership test of their
+    concatenated shingles). Names (the concrete channel) may differ per copy: they are compared
+    per member where the verdict or the choice of the best copy depends on them.
     """
     p = corpus.params
-    passed: list[tuple[float, list[RefLoc]]] = []
-    verified: list[tuple] = []
     reps = [RefLoc(pos, fid) for pos, fids in locs for fid in fids.tolist()]
-    for rep_loc in reps:  # candidates are group representatives
-        members = [RefLoc(rep_loc.ref, int(fid)) for fid in corpus.refs[rep_loc.ref].members(rep_loc.frag)]
-        checked = _abstract_match(s_sets, *corpus.abstract_sets(rep_loc), p)
-        if checked is None:
-            continue
-        sim, boilerplate = checked
-        if boilerplate:  # each copy must keep most of its names (see verify)
-            for loc in members:
-                csim, _ = _jaccard(s_sets.concrete, corpus.concrete(loc))
-                if csim >= p.boilerplate_min_concrete:
-                    verified.append((sim, csim, loc, *corpus.fragment(loc)[1:]))
-        else:
-            passed.append((sim, members))
-    best = max([sim for sim, _ in passed] + [v[0] for v in verified], default=0.0)
-    for sim, members in passed:
-        for loc in members:
-            # Names decide the best copy among the most similar; elsewhere they are not needed.
-            csim = _jaccard(s_sets.concrete, corpus.concrete(loc))[0] if sim >= best else -1.0
-            verified.append((sim, csim, loc, *corpus.fragment(loc)[1:]))
+    if not reps:
+        return []
+    sets = [corpus.abstract_sets(loc) for loc in reps]
+    sims, _ = _jaccard_many(s_sets.abstract, [a for a, _ in sets])
+    _, shared = _jaccard_many(s_sets.informative, [i for _, i in sets])
+    groups: list[tuple[float, bool, list[RefLoc]]] = []  # (similarity, boilerplate?, members)
+    for i in np.flatnonzero(sims >= p.min_similarity).tolist():
+        rep_loc = reps[i]
+        members = [RefLoc(rep_loc.ref, fid) for fid in corpus.refs[rep_loc.ref].members(rep_loc.frag).tolist()]
+        groups.append((float(sims[i]), bool(shared[i] < p.min_shared), members))
+    # Names are needed where they decide: a mostly-boilerplate pair must keep most of them (see
+    # verify), and they pick the best copy among the most similar.
+    best = max([sim for sim, boilerplate, _ in groups if not boilerplate], default=0.0)
+    named = [loc for sim, boilerplate, members in groups if boilerplate or sim >= best for loc in members]
+    csims = dict(zip(named, _jaccard_many(s_sets.concrete, [corpus.concrete(loc) for loc in named])[0].tolist()))
+    verified: list[tuple[float, float, RefLoc]] = []
+    for sim, boilerplate, members in groups:
+        if boilerplate:
+            verified.extend((sim, csims[loc], loc) for loc in members if csims[loc] >= p.boilerplate_min_concrete)
+    best = max([best] + [v[0] for v in verified])
+    for sim, boilerplate, members in groups:
+        if not boilerplate:
+            verified.extend((sim, csims[loc] if sim >= best else -1.0, loc) for loc in members)
     return verified
+
+
+def _jaccard_many(a: np.ndarray, others: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """_jaccard of a with each of others (sorted arrays of distinct values), as two arrays."""
+    n = len(others)
+    sizes = np.fromiter(map(len, others), dtype=np.int64, count=n)
+    if len(a) == 0 or not sizes.any():
+        return np.zeros(n), np.zeros(n, dtype=np.int64)
+    flat = np.concatenate(others)
+    at = a.searchsorted(flat)
+    at[at == len(a)] = 0
+    inter = np.bincount(np.repeat(np.arange(n), sizes), weights=a[at] == flat, minlength=n).astype(np.int64)
+    return inter / (len(a) + sizes - inter), inter
 
 
 def _within(inner: RefLoc, outer: RefLoc, corpus: ReferenceCorpus) -> bool:

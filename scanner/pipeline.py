@@ -288,8 +288,8 @@ def _finding_id(*parts: object) -> str:
 
 
 def _ref_location(corpus: ReferenceCorpus, loc: RefLoc, with_notice: bool = True) -> Location:
-    ref, path, frag = corpus.fragment(loc)
-    _, cell, _ = ref.fragment(loc.frag)
+    ref = corpus.refs[loc.ref]
+    path, cell, frag = ref.fragment(loc.frag)
     notice = ref.file_notice(path)
     copyright_lines = [c.text for c in notice.copyrights] if notice else []
     if with_notice and not copyright_lines:

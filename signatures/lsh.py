@@ -79,16 +79,19 @@ class BandTable:
     def query(self, qkeys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Candidate pairs for a batch of queries: (query row, fragment id), unique, sorted."""
         q_rows, found = [], []
+        n = self.keys.shape[1]
+        if n == 0:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
         for j in range(self.keys.shape[0]):
-            lo = np.searchsorted(self.keys[j], qkeys[:, j], side="left")
-            hi = np.searchsorted(self.keys[j], qkeys[:, j], side="right")
-            counts = hi - lo
-            hit = np.flatnonzero(counts)
+            keys, q = self.keys[j], qkeys[:, j]
+            lo = np.searchsorted(keys, q, side="left")
+            hit = np.flatnonzero(keys[np.minimum(lo, n - 1)] == q)  # most queries of a scan hit nothing
             if len(hit) == 0:
                 continue
-            c = counts[hit]
+            lo = lo[hit]
+            c = np.searchsorted(keys, q[hit], side="right") - lo
             total = int(c.sum())
-            starts = np.repeat(lo[hit], c)
+            starts = np.repeat(lo, c)
             offsets = np.arange(total) - np.repeat(np.cumsum(c) - c, c)
             q_rows.append(np.repeat(hit, c))
             found.append(self.ids[j][starts + offsets])

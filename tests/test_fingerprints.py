@@ -207,3 +207,26 @@ def test_nested_signatures_equal_the_signature_of_each_whole_fragment():
     for row, fi in enumerate(pr.eligible):
         frag = unit.fragments[fi]
         assert np.array_equal(pr.sigs[row], signature(hasher, abstract_set(pr, frag.tok_start, frag.tok_end, params.k)))
+
+
+def _header_licence(src: bytes):
+    from scanner.fingerprint import fingerprint_sources
+
+    [done] = fingerprint_sources([SourceUnit("m.py", src)], Params(), workers=1)
+    return done.license
+
+
+def test_file_notices_are_read_from_comment_blocks_docstrings_and_notice_lines_only():
+    code = b"x = compute(1, 2)\n" * 20
+    header = b"# Copyright 2024 Example Corp.\n#\n# Licensed under the Apache License, Version 2.0 (the \"License\");\n"
+    info = _header_licence(header + code)
+    assert info.spdx == "Apache-2.0" and [(c.line, c.holder) for c in info.copyrights] == [(1, "Example Corp.")]
+    # A notice block below some code still counts, with its own line numbers.
+    info = _header_licence(code + b"# SPDX-License-Identifier: MIT\n# Copyright (c) 2023 Other Lab\n")
+    assert info.spdx == "MIT" and [(c.line, c.holder) for c in info.copyrights] == [(22, "Other Lab")]
+    # A notice held by code, and one in the module docstring.
+    info = _header_licence(b'"""Tools.\n\nCopyright 2021 Doc Holder\n"""\n__copyright__ = "Copyright 2020 Code Holder"\n' + code)
+    assert [(c.line, c.holder) for c in info.copyrights] == [(3, "Doc Holder"), (5, "Code Holder")]
+    # Ordinary comments and code are not notices; past the head (200 lines) nothing is read.
+    assert _header_licence(b"# compute the sum\n" + code).spdx is None
+    assert _header_licence(code * 10 + b"# SPDX-License-Identifier: MIT\n").spdx is None

@@ -345,10 +345,21 @@ def _copy_findings(scanned: Tree, corpus: ReferenceCorpus, matches: list[Match])
 def _member(scanned: Tree, corpus: ReferenceCorpus, m: Match) -> dict:
     frag = scanned.units[m.unit].fragments[m.frag]
     loc = _ref_location(corpus, m.ref, with_notice=False)
-    return {"symbol": frag.symbol, "start_line": frag.start_line, "end_line": frag.end_line,
-            "clone_type": m.clone_type, "similarity": round(m.similarity, 4),
-            "reference": {"name": loc.name, "path": loc.path, "start_line": loc.start_line,
-                          "end_line": loc.end_line, "symbol": loc.symbol}}
+    out = {"symbol": frag.symbol, "start_line": frag.start_line, "end_line": frag.end_line,
+           "clone_type": m.clone_type, "similarity": round(m.similarity, 4),
+           "reference": {"name": loc.name, "path": loc.path, "start_line": loc.start_line,
+                         "end_line": loc.end_line, "symbol": loc.symbol}}
+    if m.others:
+        # The member is named inside its host's reference; the same code elsewhere (often the
+        # original the host itself copied) is listed too, best first.
+        others = [_ref_location(corpus, o, with_notice=False) for o in m.others[:_MEMBER_OTHERS]]
+        out["other_locations"] = {"count": len(m.others), "locations": [
+            {"name": o.name, "path": o.path, "start_line": o.start_line, "end_line": o.end_line, "symbol": o.symbol}
+            for o in others]}
+    return out
+
+
+_MEMBER_OTHERS = 5  # alternative locations listed per member (a finding may have hundreds of members)
 
 
 def _what(frag: Fragment) -> str:

@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from scanner.fingerprint import Params
+
 from tests.conftest import EXAMPLES, by_symbol, scan_json
 
 MODELING = "tinylm/modeling_tinylm.py"
@@ -53,7 +55,7 @@ def test_copy_findings(report, key):
     if clone in ("exact", "renamed"):
         assert f["similarity"] == 1.0
     else:
-        assert 0.6 <= f["similarity"] < 1.0
+        assert Params().min_similarity <= f["similarity"] < 1.0
     # Matched line ranges lie inside both fragments.
     for block in f["matched_lines"]:
         assert start <= block["start_line"] <= block["end_line"] <= end

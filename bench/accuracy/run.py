@@ -367,8 +367,8 @@ def provscan_eval(corpus: Corpus, name: str, folds: list[tuple[set, set]], param
     return result, cpu, found
 
 
-def obfuscation_eval(corpus: Corpus, folds, params: Params, sample: int) -> dict:
-    """Recall per transformation on a sample of held-back positives of >= 6 lines."""
+def obfuscation_eval(corpus: Corpus, name: str, folds, params: Params, sample: int) -> dict:
+    """Recall per transformation on a sample of the split's positives of >= 6 lines."""
     rng = random.Random(11)
     out = {}
     jobs = []
@@ -384,7 +384,7 @@ def obfuscation_eval(corpus: Corpus, folds, params: Params, sample: int) -> dict
         for i, (scanned, reference) in enumerate(folds):
             mine = [(n, a, b) for n, (j, a, b) in enumerate(jobs) if j == i]
             key = xxhash.xxh64_hexdigest(json.dumps(params.index_key(), sort_keys=True).encode())
-            scan_dir = WORK / "trees" / f"obf-{transform}-{i}-{sample}-{key}"  # the sample depends on eligibility
+            scan_dir = WORK / "trees" / f"obf-{name}-{transform}-{i}-{sample}-{key}"  # the sample depends on eligibility
             if not scan_dir.exists():
                 tmp = scan_dir.with_name(scan_dir.name + ".tmp")
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -396,7 +396,7 @@ def obfuscation_eval(corpus: Corpus, folds, params: Params, sample: int) -> dict
                     if variant is not None:
                         (tmp / f"p{n:04d}.py").write_text(variant, encoding="utf-8")
                 tmp.rename(scan_dir)
-            index = provscan_index(f"held-{i}", WORK / "trees" / f"held-{i}-ref", params)
+            index = provscan_index(f"{name}-{i}", WORK / "trees" / f"{name}-{i}-ref", params)
             found, _ = provscan_scan(scan_dir, index, params)
             by_file = defaultdict(list)
             for (path, _symbol), (locs, _) in found.items():
@@ -420,6 +420,10 @@ def main() -> None:
     ap.add_argument("--tune", action="store_true", help="grid-search the defaults on the training split first")
     ap.add_argument("--no-dolos", action="store_true")
     ap.add_argument("--sample", type=int, default=300, help="positives and negatives judged side by side")
+    ap.add_argument("--split", choices=("held", "train"), default="held",
+                    help="report on the held-back split (default), or on the training split (for tuning by hand)")
+    ap.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE",
+                    help="evaluate with a fingerprint/matching parameter changed (e.g. min_similarity=0.55)")
     args = ap.parse_args()
     os.environ["PROVSCAN_CACHE_DIR"] = str(CACHE / "provscan")
     WORK.mkdir(parents=True, exist_ok=True)
@@ -442,6 +446,9 @@ def main() -> None:
                     "positives": len(corpus.labels.positives), "unresolved": len(corpus.labels.unresolved),
                     "negatives": len(corpus.negatives), "held_back_folders": sorted(held)}
     params = Params()
+    for item in args.set:
+        key, _, value = item.partition("=")
+        params = replace(params, **{key: type(getattr(params, key))(value)})
     if args.tune:
         grid = []
         for k in (5, 4, 6):  # the current defaults first: a tie keeps them
@@ -466,9 +473,12 @@ def main() -> None:
     result["params"] = {k: getattr(params, k) for k in ("k", "num_perm", "lsh_threshold", "min_similarity",
                                                          "min_tokens", "min_lines", "min_shared",
                                                          "boilerplate_min_concrete")}
+    split = args.split
+    if split == "train":  # everything below on the training split: what tuning may look at
+        held_folds = train_folds
     # Held-back split: provscan, then with credit stripped, then the obfuscation set.
-    plain, cpu, found = provscan_eval(corpus, "held", held_folds, params)
-    stripped, _, _ = provscan_eval(corpus, "held", held_folds, params, strip_credit, "stripped")
+    plain, cpu, found = provscan_eval(corpus, split, held_folds, params)
+    stripped, _, _ = provscan_eval(corpus, split, held_folds, params, strip_credit, "stripped")
     tools = {"provscan": (plain, cpu)}
     print(f"provscan held-back: {plain['scores'].get('>=6 lines')} CPU {cpu:.1f} s")
     attributed = sum(s == "attributed" for s in plain["statuses"])
@@ -513,9 +523,11 @@ def main() -> None:
                               "missed_examples": [f"{a[0]}:{a[1]} <- {b[0]}:{b[1]}" for a, b in r["misses"][:15]],
                               "false_positive_examples": [f"{a[0]}:{a[1]} ~ {c[0]}:{c[1]}" for a, c in r["false_positives"][:15]]}
                        for name, (r, c) in tools.items()}
-    result["obfuscation"] = obfuscation_eval(corpus, held_folds, params, args.obfuscate)
+    result["obfuscation"] = obfuscation_eval(corpus, split, held_folds, params, args.obfuscate)
     (BENCH / "results").mkdir(exist_ok=True)
-    (BENCH / "results" / "accuracy.json").write_text(json.dumps(result, indent=1) + "\n")
+    name = ("accuracy" + ("_train" if split == "train" else "") + "".join(f"_{item}" for item in args.set)
+            + ("_tuned" if args.tune else ""))
+    (BENCH / "results" / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
     print_tables(result)
     print(f"[{time.monotonic() - t0:.0f} s]")
 

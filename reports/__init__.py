@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-FORMATS = ("text", "json")
+FORMATS = ("text", "json", "sarif", "markdown")
 
 
 def render(report, fmt: str, *, color: bool = False) -> str:
@@ -10,6 +10,14 @@ def render(report, fmt: str, *, color: bool = False) -> str:
         from reports.json_report import render_json
 
         return render_json(report)
+    if fmt == "sarif":
+        from reports.sarif import render_sarif
+
+        return render_sarif(report)
+    if fmt == "markdown":
+        from reports.markdown import render_markdown
+
+        return render_markdown(report, report.texts)
     from reports.text import render_text
 
     return render_text(report, color=color)

@@ -13,7 +13,7 @@ import json
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _LEVEL = {"error": "error", "warning": "warning", "note": "note"}
-INFORMATION_URI = "https://github.com/provscan/provscan"
+_DEFAULT_LEVEL = {"unattributed-copy": "error", "attributed-copy": "note"}
 
 RULES = {
     "unattributed-copy": (
@@ -43,8 +43,8 @@ RULES = {
 def _rule(kind: str) -> dict:
     name, short, full, help_text = RULES.get(kind, (kind, kind, kind, "Review the finding."))
     return {"id": kind, "name": name, "shortDescription": {"text": short}, "fullDescription": {"text": full},
-            "help": {"text": help_text, "markdown": help_text}, "helpUri": INFORMATION_URI,
-            "defaultConfiguration": {"level": "error" if kind == "unattributed-copy" else "warning"}}
+            "help": {"text": help_text, "markdown": help_text},
+            "defaultConfiguration": {"level": _DEFAULT_LEVEL.get(kind, "warning")}}
 
 
 def _region(start: int, end: int) -> dict:
@@ -85,8 +85,7 @@ def render_sarif(report) -> str:
     sarif = {
         "$schema": SARIF_SCHEMA, "version": "2.1.0",
         "runs": [{
-            "tool": {"driver": {"name": "provscan", "version": report.tool_version, "informationUri": INFORMATION_URI,
-                                "rules": [_rule(k) for k in kinds]}},
+            "tool": {"driver": {"name": "provscan", "version": report.tool_version, "rules": [_rule(k) for k in kinds]}},
             "originalUriBaseIds": bases,
             "results": results,
             "properties": {"scanned": report.scanned},

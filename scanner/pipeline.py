@@ -162,6 +162,12 @@ def load_references(specs: list[tuple[str | None, str]], options: ScanOptions, s
 
 def _reference_from_source(spec: str, name: str | None, options: ScanOptions, status=None) -> Reference:
     acquired = acquire(spec, options.cache_dir, timeout=options.timeout)
+    ref = _reference_from_acquired(acquired, name, options, status)
+    ref.root = acquired.root  # where its text is, for the reports that show code
+    return ref
+
+
+def _reference_from_acquired(acquired: Acquired, name: str | None, options: ScanOptions, status=None) -> Reference:
     if acquired.kind == "local":
         return Reference(build_stored(load_tree(acquired, name, options, status, as_reference=True), options.params,
                                       tool_version=__version__), name)
@@ -266,7 +272,40 @@ def scan(source: str, references: list[tuple[str | None, str]], options: ScanOpt
         skipped=scanned.skipped,
         notes=scanned.notes,
         elapsed_s=round(time.monotonic() - started, 3),
+        texts=SourceTexts({u.path: (None if u.cell else u.text) for u in scanned.units}, scanned.acquired.root,
+                          {ref.name: ref.root for ref in refs if ref.root is not None}),
     )
+
+
+class SourceTexts:
+    """The code the reports quote: scanned files from the scan itself, reference files from the
+    reference's tree when this scan acquired it (an index holds no text). Never follows a path
+    out of its tree; a file over 2 MB or unreadable gives None."""
+
+    _LIMIT = 2 * 1024 * 1024
+
+    def __init__(self, scanned: dict[str, str | None], scanned_root: Path | None, reference_roots: dict[str, Path]) -> None:
+        self.scanned, self.scanned_root, self.roots = scanned, scanned_root, reference_roots
+
+    def __call__(self, side: str, name: str | None, path: str) -> list[str] | None:
+        if side == "scanned":
+            if path in self.scanned:  # a notebook's lines are its cells': no one text to quote
+                text = self.scanned[path]
+                return text.split("\n") if text is not None else None
+            return self._read(self.scanned_root, path)
+        return self._read(self.roots.get(name or ""), path)
+
+    def _read(self, root: Path | None, path: str) -> list[str] | None:
+        if root is None:
+            return None
+        try:
+            base = root.resolve()
+            target = (base / path).resolve()
+            if base not in target.parents or not target.is_file() or target.stat().st_size > self._LIMIT:
+                return None
+            return target.read_bytes().decode("utf-8", errors="replace").split("\n")
+        except OSError:
+            return None
 
 
 def _tree_summary(tree: Tree, fragments: int) -> dict:

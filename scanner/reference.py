@@ -140,6 +140,7 @@ class Reference:
     def __init__(self, stored: StoredReference, display_name: str | None = None, via_redis: bool = False) -> None:
         self.stored = stored
         self.via_redis = via_redis  # its LSH candidates come from the shared Redis tables
+        self.root = None  # its source tree, when this run acquired it (reports quote its code)
         self.meta = stored.meta
         self.name = display_name or stored.meta["name"]
         # Plain ndarray views of the memory-mapped arrays: still paged in lazily, without numpy.memmap's

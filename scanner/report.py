@@ -93,6 +93,8 @@ class Report:
     skipped: list[dict]
     notes: list[dict]
     elapsed_s: float
+    # texts(side, reference name, path) -> lines, for the formats that quote code; not in the JSON.
+    texts: object = field(default=None, repr=False, compare=False)
 
     def summary(self) -> dict:
         return {

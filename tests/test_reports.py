@@ -1,0 +1,114 @@
+"""SARIF and Markdown reports of real scans (the example trees, and trees the tests write)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from reports.markdown import LIMIT, render_markdown
+from scanner.attribute import Attribution
+from scanner.cli import main
+from scanner.report import Finding, Location, Report
+from tests.conftest import EXAMPLES
+
+
+def _scan(tmp_path: Path, source: Path, fmt: str, *refs: Path) -> str:
+    out = tmp_path / f"out-{len(list(tmp_path.glob('out-*')))}.{fmt}"
+    argv = ["scan", str(source), "--format", fmt, "--output", str(out), "--fail-on", "never"]
+    for ref in refs:
+        argv += ["--reference", str(ref)]
+    assert main(argv) == 0
+    return out.read_text(encoding="utf-8")
+
+
+def test_sarif_of_the_example_scan(tmp_path):
+    sarif = json.loads(_scan(tmp_path, EXAMPLES / "suspect", "sarif", EXAMPLES / "upstream"))
+    findings = json.loads(_scan(tmp_path, EXAMPLES / "suspect", "json", EXAMPLES / "upstream"))["findings"]
+    assert sarif["version"] == "2.1.0" and len(sarif["runs"]) == 1
+    run = sarif["runs"][0]
+    rules = run["tool"]["driver"]["rules"]
+    assert len({r["id"] for r in rules}) == len(rules)
+    for rule in rules:
+        assert rule["name"] and rule["shortDescription"]["text"] and rule["fullDescription"]["text"] and rule["help"]["text"]
+    results = run["results"]
+    assert len(results) == len(findings) == 16
+    bases = run["originalUriBaseIds"]
+    for result, finding in zip(results, findings):
+        assert rules[result["ruleIndex"]]["id"] == result["ruleId"] == finding["kind"]
+        assert result["level"] == finding["severity"]
+        loc = result["locations"][0]["physicalLocation"]
+        assert loc["artifactLocation"] == {"uri": finding["path"], "uriBaseId": "SRCROOT"}
+        assert loc["region"] == {"startLine": finding["start_line"], "endLine": finding["end_line"]}
+        assert result["partialFingerprints"]["primaryLocationLineHash"] == f"{finding['id']}:1"
+        related = result["relatedLocations"][0]["physicalLocation"]
+        assert related["artifactLocation"]["uriBaseId"] in bases
+        assert "://" not in related["artifactLocation"]["uri"] and not related["artifactLocation"]["uri"].startswith("/")
+        assert related["artifactLocation"]["uri"] == finding["reference"]["path"]
+        assert related["region"]["startLine"] == finding["reference"]["start_line"]
+        props = result["properties"]
+        assert props["reference"] == "upstream" and props["license"] == "Apache-2.0"
+        assert props["similarity"] == finding["similarity"]
+        if finding["kind"].endswith("-copy"):
+            assert props["attribution"] == finding["attribution"]["status"]
+    assert {r["level"] for r in results} == {f["severity"] for f in findings} == {"error", "note"}
+
+
+def test_sarif_fingerprints_survive_lines_inserted_above(tmp_path):
+    tree = tmp_path / "suspect"
+    shutil.copytree(EXAMPLES / "suspect", tree)
+    before = json.loads(_scan(tmp_path, tree, "sarif", EXAMPLES / "upstream"))["runs"][0]["results"]
+    target = tree / "acmelm" / "attention.py"
+    target.write_text("# a new header line\n" * 7 + target.read_text(encoding="utf-8"), encoding="utf-8")
+    after = json.loads(_scan(tmp_path, tree, "sarif", EXAMPLES / "upstream"))["runs"][0]["results"]
+
+    def keyed(results):
+        return {r["partialFingerprints"]["primaryLocationLineHash"]: r for r in results}
+
+    b, a = keyed(before), keyed(after)
+    assert b.keys() == a.keys() and len(b) == len(before)  # stable and unique
+    moved = [k for k, r in b.items() if r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "acmelm/attention.py"]
+    assert moved
+    for k in moved:
+        assert (a[k]["locations"][0]["physicalLocation"]["region"]["startLine"]
+                == b[k]["locations"][0]["physicalLocation"]["region"]["startLine"] + 7)
+
+
+def test_markdown_of_the_example_scan_quotes_both_sides(tmp_path):
+    md = _scan(tmp_path, EXAMPLES / "suspect", "markdown", EXAMPLES / "upstream")
+    assert md.startswith("## provscan: 16 findings")
+    assert "| unattributed-copy | 7 |" in md and "| upstream | " in md
+    assert md.count("<details>") == md.count("</details>") == 16
+    # The renamed copy of repeat_kv: the scanned excerpt and the reference excerpt, each fenced.
+    block = md[md.index("expand_heads</summary>"):]
+    block = block[:block.index("</details>")]
+    assert "def expand_heads(t, factor):" in block and "def repeat_kv(hidden_states, n_rep):" in block
+    assert block.count("```python") == 2
+
+
+def _finding(i: int, path: str) -> Finding:
+    ref = Location("upstream", "lib/model.py", 10, 60, "Model.forward", license="MIT", copyright=["Copyright X"])
+    return Finding(id=f"{i:016x}", kind="unattributed-copy", severity="error", path=path, cell=None,
+                   start_line=1 + i, end_line=51 + i, symbol=f"Copy{i}.forward", clone_type="modified",
+                   similarity=0.9, similarity_concrete=0.7, reference=ref, attribution=Attribution("unattributed", []),
+                   message=f"copy {i} | with a pipe <b>and html</b>")
+
+
+def test_markdown_stays_under_the_comment_limit_and_says_what_it_left_out():
+    lines = [f"    x{i} = compute({i})  # a line of code" for i in range(400)]
+    findings = [_finding(i, "pkg/<script>alert(1)</script>|x.py") for i in range(2000)]
+    report = Report("0.1.0", {"source": "repo"}, [{"name": "upstream", "source": "ref", "license": "MIT"}],
+                    findings, [], [], [], 0.1)
+    md = render_markdown(report, lambda side, name, path: lines)
+    assert len(md) <= LIMIT
+    shown = md.count("<details>")
+    assert 0 < shown < 2000
+    assert f"{2000 - shown} more findings left out" in md
+    assert "<script>" not in md and "<b>" not in md and "\\|" in md
+    assert "# ... 11 more lines" in md  # excerpts capped at 40 lines of the 51
+
+
+def test_markdown_without_reference_text_says_so(tmp_path):
+    report = Report("0.1.0", {"source": "repo"}, [], [_finding(0, "a.py")], [], [], [], 0.1)
+    md = render_markdown(report, None)
+    assert md.count("(source text not available)") == 2

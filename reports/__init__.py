@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-FORMATS = ("text", "json", "sarif", "markdown")
+FORMATS = ("text", "json", "sarif", "markdown", "spdx")
 
 
 def render(report, fmt: str, *, color: bool = False) -> str:
@@ -14,6 +14,10 @@ def render(report, fmt: str, *, color: bool = False) -> str:
         from reports.sarif import render_sarif
 
         return render_sarif(report)
+    if fmt == "spdx":
+        from reports.spdx import render_spdx
+
+        return render_spdx(report)
     if fmt == "markdown":
         from reports.markdown import render_markdown
 

@@ -288,14 +288,19 @@ class SourceTexts:
         self.scanned, self.scanned_root, self.roots = scanned, scanned_root, reference_roots
 
     def __call__(self, side: str, name: str | None, path: str) -> list[str] | None:
-        if side == "scanned":
-            if path in self.scanned:  # a notebook's lines are its cells': no one text to quote
-                text = self.scanned[path]
-                return text.split("\n") if text is not None else None
-            return self._read(self.scanned_root, path)
-        return self._read(self.roots.get(name or ""), path)
+        if side == "scanned" and path in self.scanned:
+            text = self.scanned[path]  # a notebook's lines are its cells': no one text to quote
+            return text.split("\n") if text is not None else None
+        data = self.raw(side, name, path)
+        return data.decode("utf-8", errors="replace").split("\n") if data is not None else None
 
-    def _read(self, root: Path | None, path: str) -> list[str] | None:
+    def paths(self) -> list[str]:
+        """The scanned files."""
+        return sorted(self.scanned)
+
+    def raw(self, side: str, name: str | None, path: str) -> bytes | None:
+        """The file's bytes as they are on disk."""
+        root = self.scanned_root if side == "scanned" else self.roots.get(name or "")
         if root is None:
             return None
         try:
@@ -303,7 +308,7 @@ class SourceTexts:
             target = (base / path).resolve()
             if base not in target.parents or not target.is_file() or target.stat().st_size > self._LIMIT:
                 return None
-            return target.read_bytes().decode("utf-8", errors="replace").split("\n")
+            return target.read_bytes()
         except OSError:
             return None
 

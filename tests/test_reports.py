@@ -112,3 +112,63 @@ def test_markdown_without_reference_text_says_so(tmp_path):
     report = Report("0.1.0", {"source": "repo"}, [], [_finding(0, "a.py")], [], [], [], 0.1)
     md = render_markdown(report, None)
     assert md.count("(source text not available)") == 2
+
+
+def _validate_spdx(path: Path) -> dict:
+    from spdx_tools.spdx.parser.parse_anything import parse_file
+    from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
+
+    messages = validate_full_spdx_document(parse_file(str(path)))
+    assert messages == [], [m.validation_message for m in messages]
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_spdx_snippets_of_the_example_scan_validate_and_point_at_the_copied_bytes(tmp_path):
+    import hashlib
+
+    out = tmp_path / "report.spdx.json"
+    out.write_text(_scan(tmp_path, EXAMPLES / "suspect", "spdx", EXAMPLES / "upstream"), encoding="utf-8")
+    doc = _validate_spdx(out)
+    findings = json.loads(_scan(tmp_path, EXAMPLES / "suspect", "json", EXAMPLES / "upstream"))["findings"]
+    copies = [f for f in findings if f["kind"].endswith("-copy")]
+    files = {f["SPDXID"]: f for f in doc["files"]}
+    assert {f["fileName"] for f in doc["files"]} == {"./" + p.relative_to(EXAMPLES / "suspect").as_posix()
+                                                     for p in (EXAMPLES / "suspect").rglob("*.py")}
+    for entry in doc["files"]:
+        data = (EXAMPLES / "suspect" / entry["fileName"][2:]).read_bytes()
+        assert entry["checksums"] == [{"algorithm": "SHA1", "checksumValue": hashlib.sha1(data).hexdigest()}]
+    assert len(doc["snippets"]) == len(copies)
+    for snippet, finding in zip(doc["snippets"], copies):
+        entry = files[snippet["snippetFromFile"]]
+        assert entry["fileName"] == "./" + finding["path"]
+        by_bytes, by_lines = snippet["ranges"]
+        assert (by_lines["startPointer"]["lineNumber"], by_lines["endPointer"]["lineNumber"]) == (
+            finding["start_line"], finding["end_line"])
+        data = (EXAMPLES / "suspect" / finding["path"]).read_bytes()
+        lines = data.split(b"\n")[finding["start_line"] - 1:finding["end_line"]]
+        assert data[by_bytes["startPointer"]["offset"] - 1:by_bytes["endPointer"]["offset"]] == b"\n".join(lines)
+        assert snippet["licenseConcluded"] == "Apache-2.0"
+        assert "The TinyLM Authors" in snippet["copyrightText"]
+        ref = finding["reference"]
+        assert f"{ref['name']}:{ref['path']}:{ref['start_line']}-{ref['end_line']}" in snippet["comment"]
+
+
+def test_spdx_names_a_licence_ref_with_its_extracted_text(tmp_path):
+    body = "".join(f"    total = total + weights[{i}] * inputs[{i}] - bias * {i}\n" for i in range(12))
+    code = f"def mix(weights, inputs, bias):\n    total = 0\n{body}    return total / len(weights)\n"
+    header = ("# Copyright (c) Meta Platforms, Inc. and affiliates.\n# This software may be used and distributed "
+              "according to the terms of the Llama 2 Community License Agreement.\n\n")
+    ref = tmp_path / "ref"
+    (ref / "llama").mkdir(parents=True)
+    (ref / "llama" / "ops.py").write_text(header + code, encoding="utf-8")
+    suspect = tmp_path / "suspect"
+    suspect.mkdir()
+    (suspect / "ops.py").write_text(code.replace("mix", "blend"), encoding="utf-8")
+    out = tmp_path / "report.spdx.json"
+    out.write_text(_scan(tmp_path, suspect, "spdx", ref), encoding="utf-8")
+    doc = _validate_spdx(out)
+    [snippet] = doc["snippets"]
+    assert snippet["licenseConcluded"] == "LicenseRef-Llama-2-Community"
+    [info] = doc["hasExtractedLicensingInfos"]
+    assert info["licenseId"] == "LicenseRef-Llama-2-Community" and info["extractedText"]
+    assert "Meta Platforms" in snippet["copyrightText"]

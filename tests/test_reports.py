@@ -6,6 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from reports.markdown import LIMIT, render_markdown
 from scanner.attribute import Attribution
 from scanner.cli import main
@@ -172,3 +174,23 @@ def test_spdx_names_a_licence_ref_with_its_extracted_text(tmp_path):
     [info] = doc["hasExtractedLicensingInfos"]
     assert info["licenseId"] == "LicenseRef-Llama-2-Community" and info["extractedText"]
     assert "Meta Platforms" in snippet["copyrightText"]
+
+
+def test_sarif_validates_against_the_sarif_2_1_0_schema(tmp_path):
+    import os
+
+    import jsonschema
+
+    schema_path = Path(os.environ.get("PROVSCAN_SARIF_SCHEMA", Path(__file__).parents[1] / ".ci/cache/sarif-2.1.0-rtm.5.json"))
+    if not schema_path.is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"the SARIF schema is missing ({schema_path}): .ci/run fetches it")
+        pytest.skip("the SARIF schema is not fetched (run .ci/run once)")
+    schema = json.loads(schema_path.read_text(encoding="utf-8"))
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator = validator_class(schema, format_checker=validator_class.FORMAT_CHECKER)
+    sarif = json.loads(_scan(tmp_path, EXAMPLES / "suspect", "sarif", EXAMPLES / "upstream"))
+    errors = [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(sarif)]
+    assert errors == []
+    sarif["runs"][0]["results"][0]["level"] = "fatal"  # the schema does check what we rely on
+    assert list(validator.iter_errors(sarif))

@@ -28,6 +28,36 @@ def _excerpt(texts, side: str, name: str | None, path: str, start: int, end: int
     return [[n, inert(lines[n - 1])] for n in range(max(1, start), stop + 1)], end > stop
 
 
+def _aligned(scanned: list, reference: list, blocks: list) -> list:
+    """Rows [scanned line, text, reference line, text, matched?] with each matched block starting
+    on one row on both sides; unmatched lines between blocks are paired, padded with blanks."""
+    rows: list = []
+    s_at = {n: t for n, t in scanned}
+    r_at = {n: t for n, t in reference}
+    s_lines, r_lines = [n for n, _ in scanned], [n for n, _ in reference]
+    si = ri = 0
+
+    def pair(s_part: list, r_part: list, hit: bool) -> None:
+        for k in range(max(len(s_part), len(r_part))):
+            sn = s_part[k] if k < len(s_part) else None
+            rn = r_part[k] if k < len(r_part) else None
+            rows.append([sn, s_at.get(sn, ""), rn, r_at.get(rn, ""), hit])
+
+    for s0, s1, r0, r1 in sorted(blocks):
+        s_gap = [n for n in s_lines[si:] if n < s0]
+        r_gap = [n for n in r_lines[ri:] if n < r0]
+        pair(s_gap, r_gap, False)
+        si += len(s_gap)
+        ri += len(r_gap)
+        s_hit = [n for n in s_lines[si:] if n <= s1]
+        r_hit = [n for n in r_lines[ri:] if n <= r1]
+        pair(s_hit, r_hit, True)
+        si += len(s_hit)
+        ri += len(r_hit)
+    pair(s_lines[si:], r_lines[ri:], False)
+    return rows
+
+
 def _finding_data(f, texts) -> dict:
     ref = f.reference
     scanned, cut = _excerpt(texts, "scanned", None, f.path, f.start_line, f.end_line)
@@ -48,6 +78,9 @@ def _finding_data(f, texts) -> dict:
         if f.kind.endswith("-copy"):
             data["reference"], data["reference_cut"] = _excerpt(texts, "reference", ref.name, ref.path,
                                                                 ref.start_line, ref.end_line)
+    data["rows"] = _aligned(data["scanned"], data["reference"], data["blocks"])
+    del data["scanned"], data["reference"]  # the rows carry both
+    data["has_reference_text"] = any(row[2] is not None for row in data["rows"])
     return data
 
 

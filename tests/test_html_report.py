@@ -71,8 +71,9 @@ def test_example_report_renders_filters_and_has_no_console_errors(chromium, tmp_
     assert console == []
     assert len(_cards(dom)) == 16 and "16 of 16 findings" in dom
     # Both sides of a renamed copy, with the matched lines highlighted.
-    assert "def expand_heads(t, factor):" in dom and "def repeat_kv(hidden_states, n_rep):" in dom
-    assert '<tr class="hit">' in dom
+    # Both sides of a renamed copy in one table, the matched block starting on the same row.
+    rows = re.findall(r'<tr class="hit">(.*?)</tr>', dom)
+    assert any("def expand_heads(t, factor):" in r and "def repeat_kv(hidden_states, n_rep):" in r for r in rows)
     assert "<svg" in dom and "acmelm/attention.py (3)" in dom
     dom, console = open_page(chromium, tmp_path, page, "kind=unattributed-copy")
     assert console == [] and set(_cards(dom)) == {"unattributed-copy"} and len(_cards(dom)) == 7
@@ -135,3 +136,19 @@ def test_five_thousand_findings_are_paged(chromium, tmp_path):
     assert console == [] and len(_cards(dom)) == 50 and "5000 of 5000 findings" in dom and "page 1 of 100" in dom
     dom, _ = open_page(chromium, tmp_path, page, "kind=attributed-copy&page=3")
     assert set(_cards(dom)) == {"attributed-copy"} and "page 3 of 34" in dom and "finding 1500" in dom
+
+
+def test_side_by_side_rows_start_each_matched_block_on_one_row():
+    from reports.html import _aligned
+
+    scanned = [[n, f"s{n}"] for n in range(10, 17)]  # 10..16
+    reference = [[n, f"r{n}"] for n in range(100, 110)]  # 100..109
+    rows = _aligned(scanned, reference, [[10, 12, 100, 102], [15, 16, 106, 109]])
+    assert rows[0] == [10, "s10", 100, "r100", True] and rows[2] == [12, "s12", 102, "r102", True]
+    # Unmatched lines between the blocks are paired, then the second block starts on one row.
+    assert rows[3][:4] == [13, "s13", 103, "r103"] and rows[4][:4] == [14, "s14", 104, "r104"]
+    assert rows[5][:4] == [None, "", 105, "r105"] and not rows[5][4]
+    assert rows[6] == [15, "s15", 106, "r106", True]
+    assert rows[-1] == [None, "", 109, "r109", True]
+    assert [r[0] for r in rows if r[0] is not None] == list(range(10, 17))
+    assert [r[2] for r in rows if r[2] is not None] == list(range(100, 110))

@@ -50,10 +50,14 @@ def render_spdx(report) -> str:
         lo, hi = _line_offsets(files[f.path]["_data"], f.start_line, f.end_line)
         licence = ref.license or "NOASSERTION"
         for ref_id in _LICENSE_REF.findall(licence):
-            extracted.setdefault(ref_id, {
-                "licenseId": ref_id, "name": ref_id[len("LicenseRef-"):],
-                "extractedText": f"The licence of reference {ref.name} ({ref_id}), as provscan identified it; "
-                                 f"its full text is in the reference's own licence file."})
+            if ref_id not in extracted:
+                text = texts.licence_text(ref.name, ref_id) if texts is not None else None
+                extracted[ref_id] = {
+                    "licenseId": ref_id, "name": ref_id[len("LicenseRef-"):],
+                    "extractedText": text or (f"The licence of reference {ref.name}, which provscan identified as "
+                                              f"{ref_id} from its notices; its licence file was not part of this scan."),
+                    "comment": ("Text of the reference's licence file." if text else
+                                "Licence text not available to this scan (scan with --reference SOURCE to include it).")}
         where = f"{ref.name}:{ref.path}:{ref.start_line}-{ref.end_line}" + (f" ({ref.symbol})" if ref.symbol else "")
         snippets.append({
             "SPDXID": _spdx_id("Snippet", f"{f.id}"),

@@ -273,7 +273,8 @@ def scan(source: str, references: list[tuple[str | None, str]], options: ScanOpt
         notes=scanned.notes,
         elapsed_s=round(time.monotonic() - started, 3),
         texts=SourceTexts({u.path: (None if u.cell else u.text) for u in scanned.units}, scanned.acquired.root,
-                          {ref.name: ref.root for ref in refs if ref.root is not None}),
+                          {ref.name: ref.root for ref in refs if ref.root is not None},
+                          {ref.name: ref.meta.get("repo_licenses", []) for ref in refs}),
     )
 
 
@@ -284,8 +285,19 @@ class SourceTexts:
 
     _LIMIT = 2 * 1024 * 1024
 
-    def __init__(self, scanned: dict[str, str | None], scanned_root: Path | None, reference_roots: dict[str, Path]) -> None:
+    def __init__(self, scanned: dict[str, str | None], scanned_root: Path | None, reference_roots: dict[str, Path],
+                 licence_files: dict[str, list[dict]] | None = None) -> None:
         self.scanned, self.scanned_root, self.roots = scanned, scanned_root, reference_roots
+        self.licence_files = licence_files or {}
+
+    def licence_text(self, name: str, licence_id: str) -> str | None:
+        """The text of the reference's own licence file that states licence_id, if this scan has it."""
+        for doc in self.licence_files.get(name, []):
+            if licence_id in (doc.get("spdx") or ""):
+                data = self.raw("reference", name, doc["path"])
+                if data:
+                    return data.decode("utf-8", errors="replace")
+        return None
 
     def __call__(self, side: str, name: str | None, path: str) -> list[str] | None:
         if side == "scanned" and path in self.scanned:

@@ -163,6 +163,9 @@ def test_spdx_names_a_licence_ref_with_its_extracted_text(tmp_path):
     ref = tmp_path / "ref"
     (ref / "llama").mkdir(parents=True)
     (ref / "llama" / "ops.py").write_text(header + code, encoding="utf-8")
+    licence = ("LLAMA 2 COMMUNITY LICENSE AGREEMENT\nLlama 2 Version Release Date: July 18, 2023\n\n"
+               "\"Agreement\" means the terms and conditions for use of the Llama Materials set forth herein.\n")
+    (ref / "LICENSE").write_text(licence, encoding="utf-8")
     suspect = tmp_path / "suspect"
     suspect.mkdir()
     (suspect / "ops.py").write_text(code.replace("mix", "blend"), encoding="utf-8")
@@ -172,7 +175,7 @@ def test_spdx_names_a_licence_ref_with_its_extracted_text(tmp_path):
     [snippet] = doc["snippets"]
     assert snippet["licenseConcluded"] == "LicenseRef-Llama-2-Community"
     [info] = doc["hasExtractedLicensingInfos"]
-    assert info["licenseId"] == "LicenseRef-Llama-2-Community" and info["extractedText"]
+    assert info["licenseId"] == "LicenseRef-Llama-2-Community" and info["extractedText"] == licence
     assert "Meta Platforms" in snippet["copyrightText"]
 
 

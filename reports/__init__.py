@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-FORMATS = ("text", "json", "sarif", "markdown", "spdx", "html")
+FORMATS = ("text", "json", "sarif", "markdown", "spdx", "html", "github")
 
 
 def render(report, fmt: str, *, color: bool = False) -> str:
@@ -14,6 +14,10 @@ def render(report, fmt: str, *, color: bool = False) -> str:
         from reports.sarif import render_sarif
 
         return render_sarif(report)
+    if fmt == "github":
+        from reports.github import render_github
+
+        return render_github(report)
     if fmt == "html":
         from reports.html import render_html
 

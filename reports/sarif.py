@@ -52,7 +52,8 @@ def _region(start: int, end: int) -> dict:
 
 
 def render_sarif(report) -> str:
-    kinds = sorted({f.kind for f in report.findings} | {"unattributed-copy", "attributed-copy", "notice-removed"})
+    kinds = sorted({f.kind for f in report.findings} | {s.finding.kind for s in report.suppressed}
+                   | {"unattributed-copy", "attributed-copy", "notice-removed"})
     rule_index = {k: i for i, k in enumerate(kinds)}
     bases = {"SRCROOT": {"description": {"text": f"the scanned source: {report.scanned.get('source')}"}}}
     ref_base: dict[str, str] = {}
@@ -63,7 +64,8 @@ def render_sarif(report) -> str:
                                                + (f" @ {ref['commit']}" if ref.get("commit") else "")
                                                + (f" ({ref['version']})" if ref.get("version") else "")}}
     results = []
-    for f in report.findings:
+    judged = {id(s.finding): s for s in report.suppressed}
+    for f in [*report.findings, *(s.finding for s in report.suppressed)]:
         result = {
             "ruleId": f.kind, "ruleIndex": rule_index[f.kind], "level": _LEVEL.get(f.severity, "warning"),
             "message": {"text": f.message},
@@ -81,6 +83,8 @@ def render_sarif(report) -> str:
                                      "region": _region(ref.start_line, ref.end_line)}}]
             result["properties"].update({"reference": ref.name, "license": ref.license,
                                          "copyright": list(ref.copyright)})
+        if id(f) in judged:  # code scanning shows these as dismissed in source
+            result["suppressions"] = [{"kind": "inSource", "justification": judged[id(f)].reason}]
         results.append(result)
     sarif = {
         "$schema": SARIF_SCHEMA, "version": "2.1.0",

@@ -64,7 +64,10 @@ def render_text(report, *, color: bool = False) -> str:
             out.append(f"  ... and {len(report.skipped) - 50} more (see --format json)")
         out.append("")
     for n in report.notes[:50]:
-        out.append(f"note: {inert(n['path'])}: {inert(n['detail'])}")
+        out.append(f"note: {inert(n['path'])}" + (f":{n['line']}" if n.get("line") else "") + f": {inert(n['detail'])}")
+    for sup in report.suppressed[:50]:
+        f = sup.finding
+        out.append(f"suppressed: {inert(f.path)}:{f.start_line}: {f.kind} ({inert(sup.reason)[:160]})")
     s = report.summary()
     kinds = ", ".join(f"{v} {k}" for k, v in s["findings_by_kind"].items()) or "no findings"
     sev = ", ".join(f"{v} {k}" for k, v in s["findings_by_severity"].items())

@@ -20,6 +20,8 @@ PROVENANCE_RE = re.compile(
 )
 GENERATED_RE = re.compile(r"\b(auto(matically)?[- ]?)?generated\s+(automatically\s+)?from\b", re.IGNORECASE)
 URL_RE = re.compile(r"https?://[^\s'\"<>)\]]+", re.IGNORECASE)
+# `# provscan: source=NAME-or-URL` at a fragment: the developer's own statement of where it came from.
+SOURCE_TAG_RE = re.compile(r"#\s*provscan:\s*source\s*=\s*(?P<source>\S+)", re.IGNORECASE)
 REPO_CREDIT_FILE_RE = re.compile(r"^(notice|third[_-]?party|credits|acknowledg|readme)", re.IGNORECASE)
 # Names too generic to identify a reference on their own.
 _GENERIC = frozenset(
@@ -152,7 +154,10 @@ def fragment_evidence(unit: ParsedUnit, frag: Fragment, terms: ReferenceTerms, f
             for ln, text in tags:
                 evidence.append(Evidence("fragment", unit.path, ln, text.strip(), "SPDX snippet block encloses the copy"))
     for ln, text in _nearby_comments(unit, frag):
-        if PROVENANCE_RE.search(text):
+        tag = SOURCE_TAG_RE.search(text)
+        if tag and terms.named_in(tag.group("source"), frag_terms):
+            evidence.append(Evidence("fragment", unit.path, ln, text.strip(), "provscan source tag names the reference"))
+        elif PROVENANCE_RE.search(text):
             named = terms.named_in(text, frag_terms)
             if named:
                 evidence.append(Evidence("fragment", unit.path, ln, text.strip(), f"provenance comment names {named}"))

@@ -12,6 +12,7 @@ import re
 import sys
 from pathlib import Path
 
+from reports import FORMATS
 from scanner import __version__
 from scanner.errors import ProvscanError, UsageError
 
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--reference", "-r", action="append", default=[], metavar="[NAME=]REF",
                       help="an index reference's name, or a source to compare against (same forms as SOURCE); "
                            "repeatable; default: every reference in the index")
-    scan.add_argument("--format", "-f", choices=("text", "json", "sarif", "markdown", "spdx", "html"), default="text")
+    scan.add_argument("--format", "-f", choices=FORMATS, default="text")
     scan.add_argument("--output", "-o", metavar="FILE", help="write the report here instead of stdout")
     scan.add_argument("--fail-on", choices=("unattributed", "any", "never"), default="unattributed",
                       help="exit 1 when findings at this level exist (default: unattributed = any error)")

@@ -31,6 +31,7 @@ from scanner.licenses import REPO_LICENSE_FILE_RE, LicenseInfo, analyse, holders
 from scanner.match import Match, ReferenceCorpus, RefLoc, descendants, find_matches
 from scanner.parse import Fragment, ParsedUnit
 from scanner.reference import Reference, build_stored
+from scanner.suppress import apply_inline
 from scanner.report import Finding, Location, Report
 from scanner.walk import DEFAULT_MAX_FILE_SIZE, walk_tree
 from signatures.store import FORMAT, EmbeddedStore, IndexStoreError, RedisStore, open_store
@@ -262,6 +263,7 @@ def scan(source: str, references: list[tuple[str | None, str]], options: ScanOpt
     findings += _notice_findings(scanned, corpus, matches, findings)
     if options.missing_license:
         findings += _missing_license_findings(scanned)
+    findings, suppressed, directive_notes = apply_inline(findings, scanned.units)
     findings.sort(key=lambda f: (f.path, f.start_line, f.kind))
     return Report(
         tool_version=__version__,
@@ -270,7 +272,8 @@ def scan(source: str, references: list[tuple[str | None, str]], options: ScanOpt
         findings=findings,
         licenses=_license_table(scanned),
         skipped=scanned.skipped,
-        notes=scanned.notes,
+        notes=scanned.notes + directive_notes,
+        suppressed=suppressed,
         elapsed_s=round(time.monotonic() - started, 3),
         texts=SourceTexts({u.path: (None if u.cell else u.text) for u in scanned.units}, scanned.acquired.root,
                           {ref.name: ref.root for ref in refs if ref.root is not None},

@@ -95,6 +95,7 @@ class Report:
     elapsed_s: float
     # texts(side, reference name, path) -> lines, for the formats that quote code; not in the JSON.
     texts: object = field(default=None, repr=False, compare=False)
+    suppressed: list = field(default_factory=list)  # scanner.suppress.Suppressed: judged in the source
 
     def summary(self) -> dict:
         return {
@@ -104,6 +105,7 @@ class Report:
             "findings_by_attribution": dict(sorted(Counter(
                 f.attribution.status for f in self.findings if f.attribution and f.kind.endswith("-copy")).items())),
             "skipped": len(self.skipped),
+            "suppressed": len(self.suppressed),
             "elapsed_s": self.elapsed_s,
         }
 
@@ -117,6 +119,7 @@ class Report:
             "licenses": self.licenses,
             "skipped": self.skipped,
             "notes": self.notes,
+            "suppressed": [s.to_dict() for s in self.suppressed],
             "summary": self.summary(),
         }
 

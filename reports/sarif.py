@@ -33,6 +33,11 @@ RULES = {
         "Code copied from a reference file whose copyright holder this file does not name.",
         "Restore the reference file's copyright line(s) and licence notice in this file, or add them to a "
         "NOTICE file that ships with the code."),
+    "license-policy": (
+        "LicensePolicy", "File header does not meet the project's licence policy",
+        "The project's configuration requires an SPDX-License-Identifier and/or a given copyright holder in "
+        "every file; this file lacks it.",
+        "Add the SPDX-License-Identifier line and the required copyright line to the file's header."),
     "missing-license": (
         "MissingLicense", "File without licence information",
         "The file states no licence (no SPDX-License-Identifier, no licence header).",

@@ -65,6 +65,11 @@ def render_text(report, *, color: bool = False) -> str:
         out.append("")
     for n in report.notes[:50]:
         out.append(f"note: {inert(n['path'])}" + (f":{n['line']}" if n.get("line") else "") + f": {inert(n['detail'])}")
+    if report.baselined:
+        out.append(f"baseline: {len(report.baselined)} accepted finding(s) not shown")
+    for e in report.stale[:50]:
+        out.append(f"stale baseline entry: {inert(e.get('path'))}: {inert(e.get('kind'))} {inert(e.get('symbol') or '')}"
+                   f" (no longer found; remove it from the baseline)")
     for sup in report.suppressed[:50]:
         f = sup.finding
         out.append(f"suppressed: {inert(f.path)}:{f.start_line}: {f.kind} ({inert(sup.reason)[:160]})")

@@ -53,6 +53,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-tokens", type=int, default=None, help="smallest fragment, in tokens, to index and report")
 
 
+def _scan_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fail-on", choices=("unattributed", "any", "never"), default=None,
+                   help="exit 1 when findings at this level exist (default: the configuration's, else "
+                        "unattributed = any error)")
+    p.add_argument("--missing-license", action="store_true", default=None, help="report files without licence information")
+    p.add_argument("--min-similarity", type=float, default=None, help="verified similarity threshold (0-1)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="provscan", description="Find code copied from reference repositories and check it is credited.")
     parser.add_argument("--version", action="version", version=f"provscan {__version__}")
@@ -64,11 +72,24 @@ def build_parser() -> argparse.ArgumentParser:
                            "repeatable; default: every reference in the index")
     scan.add_argument("--format", "-f", choices=FORMATS, default="text")
     scan.add_argument("--output", "-o", metavar="FILE", help="write the report here instead of stdout")
-    scan.add_argument("--fail-on", choices=("unattributed", "any", "never"), default="unattributed",
-                      help="exit 1 when findings at this level exist (default: unattributed = any error)")
-    scan.add_argument("--missing-license", action="store_true", help="report files without licence information")
-    scan.add_argument("--min-similarity", type=float, default=None, help="verified similarity threshold (0-1)")
+    _scan_options(scan)
+    scan.add_argument("--baseline", metavar="FILE", help="report only findings not in this baseline (and stale entries)")
     _common(scan)
+
+    baseline = sub.add_parser("baseline", help="record the current findings as accepted (by stable id)")
+    baseline.add_argument("source", nargs="?", default=".", help="what to scan (default: the current directory)")
+    baseline.add_argument("--reference", "-r", action="append", default=[], metavar="[NAME=]REF")
+    baseline.add_argument("--output", "-o", metavar="FILE", default=".provscan-baseline.json",
+                          help="where to write it (default .provscan-baseline.json)")
+    _scan_options(baseline)
+    _common(baseline)
+
+    hook = sub.add_parser("hook", help="check just these files against the configured index (pre-commit entry)")
+    hook.add_argument("files", nargs="*", help="changed files, relative to the repository root (the current directory)")
+    hook.add_argument("--reference", "-r", action="append", default=[], metavar="NAME", help="index references to use")
+    hook.add_argument("--baseline", metavar="FILE", help="accepted findings (default: the configured baseline)")
+    _scan_options(hook)
+    _common(hook)
 
     index = sub.add_parser("index", help="manage the stored reference index")
     isub = index.add_subparsers(dest="index_command", parser_class=_Parser)
@@ -90,28 +111,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _options(args):
+def _config():
+    from scanner.config import find_config, load_config
+
+    return load_config(find_config(Path.cwd()))
+
+
+def _options(args, cfg=None):
+    """Scan options from the flags, then the project configuration, then the defaults."""
     from dataclasses import replace
 
+    from scanner.config import Config
     from scanner.fingerprint import Params
     from scanner.pipeline import ScanOptions
 
+    cfg = cfg or Config()
     params = Params()
-    if getattr(args, "min_similarity", None) is not None:
-        if not 0 < args.min_similarity <= 1:
+    min_similarity = getattr(args, "min_similarity", None)
+    min_similarity = min_similarity if min_similarity is not None else cfg.min_similarity
+    if min_similarity is not None:
+        if not 0 < min_similarity <= 1:
             raise UsageError("--min-similarity must be in (0, 1]")
-        params = replace(params, min_similarity=args.min_similarity)
-    if args.min_tokens is not None:
-        if args.min_tokens < 5:
+        params = replace(params, min_similarity=min_similarity)
+    min_tokens = args.min_tokens if args.min_tokens is not None else cfg.min_tokens
+    if min_tokens is not None:
+        if min_tokens < 5:
             raise UsageError("--min-tokens must be at least 5")
-        params = replace(params, min_tokens=args.min_tokens)
+        params = replace(params, min_tokens=min_tokens)
     if args.workers is not None and args.workers < 1:
         raise UsageError("--workers must be at least 1")
-    opts = ScanOptions(params=params, missing_license=getattr(args, "missing_license", False),
+    missing = getattr(args, "missing_license", None)
+    opts = ScanOptions(params=params, missing_license=bool(missing if missing is not None else cfg.missing_license),
                        cache_dir=Path(args.cache_dir) if args.cache_dir else None, timeout=args.timeout,
-                       index=args.index, workers=args.workers)
-    if args.max_file_size is not None:
-        opts = replace(opts, max_file_size=args.max_file_size)
+                       index=args.index or cfg.resolve(cfg.index), workers=args.workers, ignore=tuple(cfg.ignore),
+                       require_spdx=cfg.require_spdx, copyright_holders=tuple(cfg.copyright_holders))
+    max_size = args.max_file_size if args.max_file_size is not None else cfg.max_file_size
+    if max_size is not None:
+        opts = replace(opts, max_file_size=max_size)
     return opts
 
 
@@ -136,18 +172,32 @@ def _status_callback():
     return update, progress
 
 
-def cmd_scan(args) -> int:
-    from reports import render
+def _run_scan(args, cfg, only: set[str] | None = None):
     from scanner.pipeline import scan
 
-    options = _options(args)
-    references = [parse_reference(r) for r in args.reference]
+    options = _options(args, cfg)
+    references = [parse_reference(r) for r in (args.reference or cfg.references)]
     update, status = _status_callback()
     try:
-        report = scan(args.source, references, options, update)
+        return scan(args.source, references, options, update, only=only)
     finally:
         if status is not None:
             status.stop()
+
+
+def _apply_baseline(report, path: str | None, scanned_paths: set[str] | None = None) -> None:
+    from scanner.suppress import apply_baseline, read_baseline
+
+    if path:
+        apply_baseline(report, read_baseline(path), scanned_paths)
+
+
+def cmd_scan(args) -> int:
+    from reports import render
+
+    cfg = _config()
+    report = _run_scan(args, cfg)
+    _apply_baseline(report, args.baseline or cfg.resolve(cfg.baseline))
     color = args.output is None and sys.stdout.isatty() and "NO_COLOR" not in os.environ
     text = render(report, args.format, color=color)
     if args.output:
@@ -157,7 +207,68 @@ def cmd_scan(args) -> int:
             raise UsageError(f"cannot write {args.output}: {exc.strerror}") from None
     else:
         sys.stdout.write(text)
-    return report.exit_code(args.fail_on)
+    return report.exit_code(args.fail_on or cfg.fail_on or "unattributed")
+
+
+def cmd_baseline(args) -> int:
+    from scanner.suppress import write_baseline
+
+    report = _run_scan(args, _config())
+    try:
+        count = write_baseline(report, args.output)
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.output}: {exc.strerror}") from None
+    print(f"baseline: {count} finding(s) recorded in {args.output}", file=sys.stderr)
+    return 0
+
+
+_HOOK_ADVICE = {
+    "unattributed-copy": "credit it at the copy ('# provscan: source=NAME', an SPDX snippet tag) and keep its notice",
+    "notice-removed": "restore the reference's copyright and licence notice",
+    "attributed-copy": "credited; keep the credit and the licence terms",
+    "missing-license": "add an SPDX-License-Identifier line",
+    "license-policy": "fix the header as the project's licence policy asks",
+}
+
+
+def cmd_hook(args) -> int:
+    """One line per finding in the given files; exit 1 at or above the configured level."""
+    from scanner.pipeline import default_index
+    from signatures.store import open_store
+
+    cfg = _config()
+    root = Path.cwd().resolve()
+    only = set()
+    for name in args.files:
+        path = (root / name).resolve()
+        if root in path.parents and path.suffix in (".py", ".ipynb"):
+            only.add(path.relative_to(root).as_posix())
+    options = _options(args, cfg)
+    location = options.index or str(default_index(options))
+    if not open_store(location, options.params.index_key(), __version__).exists():
+        raise UsageError(f"no reference index at {location}: build one with `provscan index add NAME SOURCE` "
+                         "(or `provscan index add --preset qwen`), or set `index` in [tool.provscan]")
+    if not only:
+        return 0
+    args.source = str(root)
+    report = _run_scan(args, cfg, only=only)
+    _apply_baseline(report, args.baseline or cfg.resolve(cfg.baseline), only)
+    fail_on = args.fail_on or cfg.fail_on or "unattributed"
+    from reports.text import inert
+
+    for f in report.findings:
+        if f.severity == "note" and fail_on != "any":
+            continue
+        where = ""
+        if f.reference is not None:
+            where = f" {inert(f.reference.name)} {inert(f.reference.path)}:{f.reference.start_line}-{f.reference.end_line}"
+            if f.similarity is not None:
+                where += f" ({f.similarity:.2f})"
+        print(f"{inert(f.path)}:{f.start_line}: {f.kind}:{where} \u2014 {_HOOK_ADVICE.get(f.kind, 'review it')}")
+    for e in report.stale:
+        print(f"{inert(e.get('path'))}: stale baseline entry {inert(e.get('kind'))} {inert(e.get('symbol') or '')}: "
+              "remove it from the baseline")
+    return report.exit_code(fail_on)
 
 
 def cmd_index(args) -> int:
@@ -208,6 +319,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_scan(args)
         if args.command == "index":
             return cmd_index(args)
+        if args.command == "baseline":
+            return cmd_baseline(args)
+        if args.command == "hook":
+            return cmd_hook(args)
         build_parser().print_help(sys.stderr)
         return 2
     except ProvscanError as exc:

@@ -49,6 +49,9 @@ class ScanOptions:
     timeout: float = 600.0
     index: str | None = None  # index location (directory or redis:// URL); None: the default index
     workers: int | None = None  # fingerprinting processes; None: every core
+    ignore: tuple[str, ...] = ()  # scanned paths to leave out (fnmatch), from the project configuration
+    require_spdx: bool = False  # licence policy: every file states an SPDX-License-Identifier
+    copyright_holders: tuple[str, ...] = ()  # licence policy: every file names one of these holders
 
 
 @dataclass
@@ -82,17 +85,21 @@ class Tree:
 
 
 def load_tree(acquired: Acquired, name: str | None, options: ScanOptions, status=None,
-              includes: list[str] | None = None, as_reference: bool = False) -> Tree:
+              includes: list[str] | None = None, as_reference: bool = False, excludes: tuple[str, ...] = (),
+              only: set[str] | None = None) -> Tree:
     """walk -> parse -> fingerprint (on every core) an acquired tree.
 
     as_reference: for a tree that becomes a stored reference (its texts are not kept).
     """
     if status:
         status(f"reading {acquired.source}")
-    walked = walk_tree(acquired.root, max_file_size=options.max_file_size)
+    walked = walk_tree(acquired.root, max_file_size=options.max_file_size, only=only)
     sources = walked.units
     if includes:
         sources = [u for u in sources if any(fnmatch.fnmatchcase(u.path, g) for g in includes)]
+    ignored = sorted({u.path for u in sources if any(fnmatch.fnmatchcase(u.path, g) for g in excludes)})
+    if ignored:
+        sources = [u for u in sources if u.path not in set(ignored)]
     progress = (lambda done, total: status(f"fingerprinting {acquired.source}", done, total)) if status else None
     done = fingerprint_sources(sources, options.params, workers=options.workers, progress=progress,
                                as_reference=as_reference)
@@ -113,7 +120,8 @@ def load_tree(acquired: Acquired, name: str | None, options: ScanOptions, status
     packages = {_top_package(u.path) for u in units} - {None}
     skipped = [{"path": s.path, "reason": s.reason} for s in walked.skipped]
     skipped += [{"path": "", "reason": note} for note in acquired.notes]
-    files = len({u.path for u in sources}) if includes else walked.files
+    skipped += [{"path": path, "reason": "ignored by the project configuration"} for path in ignored]
+    files = len({u.path for u in sources}) if includes or ignored or only is not None else walked.files
     return Tree(name or acquired.name, acquired, units, prints, files, skipped, notes, file_info,
                 repo_licenses, documents, packages, _metadata_urls(acquired.root, walked.other_files),
                 sum(len(s.data) for s in sources))
@@ -251,9 +259,12 @@ def _root_documents(root: Path, others: list[str]) -> tuple[list[dict], list[tup
     return licenses, documents
 
 
-def scan(source: str, references: list[tuple[str | None, str]], options: ScanOptions, status=None) -> Report:
+def scan(source: str, references: list[tuple[str | None, str]], options: ScanOptions, status=None,
+         only: set[str] | None = None) -> Report:
+    """only: scan just these paths of the source (the pre-commit hook's changed files)."""
     started = time.monotonic()
-    scanned = load_tree(acquire(source, options.cache_dir, timeout=options.timeout), None, options, status)
+    scanned = load_tree(acquire(source, options.cache_dir, timeout=options.timeout), None, options, status,
+                        excludes=options.ignore, only=only)
     refs, redis_store = load_references(references, options, status)
     corpus = ReferenceCorpus(options.params, refs, redis_store)
     progress = (lambda done, total: status("matching", done, total)) if status else None
@@ -263,6 +274,8 @@ def scan(source: str, references: list[tuple[str | None, str]], options: ScanOpt
     findings += _notice_findings(scanned, corpus, matches, findings)
     if options.missing_license:
         findings += _missing_license_findings(scanned)
+    if options.require_spdx or options.copyright_holders:
+        findings += _policy_findings(scanned, options)
     findings, suppressed, directive_notes = apply_inline(findings, scanned.units)
     findings.sort(key=lambda f: (f.path, f.start_line, f.kind))
     return Report(
@@ -464,7 +477,11 @@ def _notice_findings(scanned: Tree, corpus: ReferenceCorpus, matches: list[Match
         notice = "; ".join(c.text for c in missing)
         out.append(Finding(
             id=_finding_id("notice-removed", path, cell, ref.name, ref_path),
-            kind="notice-removed", severity="error", path=path, cell=cell,
+            # Credited copies without the notice still breach most licences, but a reviewer has a
+            # lead to follow: an error only when the copies are not credited either.
+            kind="notice-removed", severity="error" if any(f.attribution and f.attribution.status != "attributed"
+                                                           for _, f in items) else "warning",
+            path=path, cell=cell,
             start_line=first.start_line, end_line=last_line, symbol=None,
             clone_type=None, similarity=max(f.similarity for _, f in items), similarity_concrete=None,
             reference=Location(ref.name, ref_path, loc.start_line, loc.end_line, loc.symbol, loc.cell,
@@ -476,13 +493,38 @@ def _notice_findings(scanned: Tree, corpus: ReferenceCorpus, matches: list[Match
     return out
 
 
+def _policy_findings(scanned: Tree, options: ScanOptions) -> list[Finding]:
+    """The project's licence policy: an SPDX id in every file, a given copyright holder in every file."""
+    out = []
+    for path in sorted({u.path for u in scanned.units}):
+        if not _has_code(scanned, path):
+            continue
+        info = scanned.file_info.get(path)
+        problems = []
+        if options.require_spdx and not (info and any(m.how == "spdx-id" for m in info.licenses)):
+            problems.append("states no SPDX-License-Identifier")
+        if options.copyright_holders and not (info and any(
+                holders_match(c.holder, h) for c in info.copyrights for h in options.copyright_holders)):
+            problems.append("names none of the required copyright holders (" + ", ".join(options.copyright_holders) + ")")
+        if problems:
+            out.append(Finding(
+                id=_finding_id("license-policy", path), kind="license-policy", severity="warning", path=path,
+                cell=None, start_line=1, end_line=1, symbol=None, clone_type=None, similarity=None,
+                similarity_concrete=None, reference=None, attribution=None,
+                message=f"{path} " + " and ".join(problems) + ": the project's licence policy requires it in every file's header.",
+            ))
+    return out
+
+
+def _has_code(scanned: Tree, path: str) -> bool:
+    """Empty files (e.g. a bare __init__.py) need no notice."""
+    return any(len(pr.abs_tok) for u, pr in zip(scanned.units, scanned.prints) if u.path == path)
+
+
 def _missing_license_findings(scanned: Tree) -> list[Finding]:
     out = []
     for path, info in sorted(scanned.file_info.items()):
-        if info.licenses:
-            continue
-        tokens = sum(len(pr.abs_tok) for u, pr in zip(scanned.units, scanned.prints) if u.path == path)
-        if not tokens:  # empty files (e.g. bare __init__.py) need no notice
+        if info.licenses or not _has_code(scanned, path):
             continue
         out.append(Finding(
             id=_finding_id("missing-license", path), kind="missing-license", severity="warning", path=path,

@@ -96,6 +96,8 @@ class Report:
     # texts(side, reference name, path) -> lines, for the formats that quote code; not in the JSON.
     texts: object = field(default=None, repr=False, compare=False)
     suppressed: list = field(default_factory=list)  # scanner.suppress.Suppressed: judged in the source
+    baselined: list = field(default_factory=list)  # findings the baseline accepted
+    stale: list = field(default_factory=list)  # baseline entries that no longer match anything
 
     def summary(self) -> dict:
         return {
@@ -106,6 +108,8 @@ class Report:
                 f.attribution.status for f in self.findings if f.attribution and f.kind.endswith("-copy")).items())),
             "skipped": len(self.skipped),
             "suppressed": len(self.suppressed),
+            "baselined": len(self.baselined),
+            "stale_baseline_entries": len(self.stale),
             "elapsed_s": self.elapsed_s,
         }
 
@@ -120,6 +124,7 @@ class Report:
             "skipped": self.skipped,
             "notes": self.notes,
             "suppressed": [s.to_dict() for s in self.suppressed],
+            "baseline": {"accepted": [f.id for f in self.baselined], "stale": self.stale},
             "summary": self.summary(),
         }
 

@@ -66,3 +66,53 @@ def apply_inline(findings: list, units: list) -> tuple[list, list[Suppressed], l
         else:
             suppressed.append(hit)
     return kept, suppressed, notes
+
+
+# ------------------------------------------------------------------------------------------------
+# Baseline: findings accepted once, by their stable id
+# ------------------------------------------------------------------------------------------------
+BASELINE_SCHEMA = "provscan/baseline/v1"
+
+
+def write_baseline(report, path) -> int:
+    import datetime
+    import json
+    from pathlib import Path
+
+    entries = [{"id": f.id, "kind": f.kind, "path": f.path, "symbol": f.symbol,
+                "reference": f"{f.reference.name}:{f.reference.path}" if f.reference else None}
+               for f in report.findings]
+    doc = {"schema": BASELINE_SCHEMA, "tool_version": report.tool_version,
+           "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+           "source": report.scanned.get("source"), "findings": entries}
+    Path(path).write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return len(entries)
+
+
+def read_baseline(path) -> list[dict]:
+    import json
+    from pathlib import Path
+
+    from scanner.errors import UsageError
+
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"baseline {path} does not exist: create it with `provscan baseline --output {path}`") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"baseline {path} is unreadable ({exc}); recreate it with `provscan baseline`") from None
+    if not isinstance(doc, dict) or doc.get("schema") != BASELINE_SCHEMA or not isinstance(doc.get("findings"), list) \
+            or not all(isinstance(e, dict) and isinstance(e.get("id"), str) for e in doc["findings"]):
+        raise UsageError(f"baseline {path} is not a provscan baseline ({BASELINE_SCHEMA}); recreate it with `provscan baseline`")
+    return doc["findings"]
+
+
+def apply_baseline(report, entries: list[dict], scanned_paths: set[str] | None = None) -> None:
+    """Drop findings the baseline accepted; list baseline entries that no longer match as stale
+    (only for the files this scan looked at, when it looked at some of them)."""
+    accepted = {e["id"] for e in entries}
+    current = {f.id for f in report.findings}
+    report.baselined = [f for f in report.findings if f.id in accepted]
+    report.findings = [f for f in report.findings if f.id not in accepted]
+    report.stale = [e for e in entries if e["id"] not in current
+                    and (scanned_paths is None or e.get("path") in scanned_paths)]

@@ -50,8 +50,12 @@ def _inside(root: Path, target: Path) -> bool:
         return False
 
 
-def walk_tree(root: Path, *, max_file_size: int = DEFAULT_MAX_FILE_SIZE) -> WalkResult:
+def walk_tree(root: Path, *, max_file_size: int = DEFAULT_MAX_FILE_SIZE, only: set[str] | None = None) -> WalkResult:
+    """only: read just these source files (relative paths), and only the directories that lead to
+    them (the pre-commit hook); files at the root are still listed for the repository's notices."""
     root = root.resolve()
+    prefixes = None if only is None else {p.rsplit("/", 1)[0] + "/" for p in only if "/" in p} | {
+        "/".join(p.split("/")[:i]) + "/" for p in only for i in range(1, p.count("/"))}
     units: list[SourceUnit] = []
     skipped: list[Skip] = []
     others: list[str] = []
@@ -90,7 +94,7 @@ def walk_tree(root: Path, *, max_file_size: int = DEFAULT_MAX_FILE_SIZE) -> Walk
                     continue
                 path = target
             if stat.S_ISDIR(st.st_mode):
-                if entry.name not in SKIP_DIRS:
+                if entry.name not in SKIP_DIRS and (prefixes is None or rel + "/" in prefixes):
                     subdirs.append(path)
                 continue
             if not stat.S_ISREG(st.st_mode):
@@ -99,6 +103,8 @@ def walk_tree(root: Path, *, max_file_size: int = DEFAULT_MAX_FILE_SIZE) -> Walk
                 continue
             if not _is_source(entry.name):
                 others.append(rel)
+                continue
+            if only is not None and rel not in only:
                 continue
             if st.st_size > max_file_size:
                 skipped.append(Skip(rel, f"larger than the size cap ({st.st_size} > {max_file_size} bytes)"))

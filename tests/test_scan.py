@@ -311,9 +311,9 @@ def test_terminal_escapes_from_the_tree_are_inert_in_text_output(tmp_path, refer
 
     evil = "\x1b]0;pwned\x07\x1b[2Jcopy.py"
     sus = write_tree(tmp_path / "s", {evil: "# \x1b[31mred\x1b[0m Adapted from orbit\n" + LOSS_BODY})
-    proc = subprocess.run([sys.executable, "-m", "scanner", "scan", str(sus), "-r", str(reference[0])],
+    proc = subprocess.run([sys.executable, "-m", "scanner", "scan", str(sus), "-r", str(reference[0]), "--fail-on", "any"],
                           capture_output=True, text=True)
-    assert proc.returncode == 1, proc.stderr  # credited in a comment, but the Orbit notice is missing
+    assert proc.returncode == 1, proc.stderr  # credited in a comment, but the Orbit notice is missing (a warning)
     assert "attributed-copy" in proc.stdout and "notice-removed" in proc.stdout
     assert "\x1b" not in proc.stdout and "\x07" not in proc.stdout
     assert "\\x1b]0;pwned\\x07\\x1b[2Jcopy.py" in proc.stdout

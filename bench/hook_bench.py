@@ -1,0 +1,88 @@
+"""The pre-commit hook's speed: 10 changed files against an index of the whole transformers package.
+
+    python bench/hook_bench.py [--runs 7]
+
+Reuses (or builds) the index of pypi:transformers==5.24.0 in bench/cache/hook-bench, makes a git
+repository of 10 vllm 0.9.1 model files (typical) and one of 10 transformers 4.46.3 modeling
+files (near-copies everywhere: the worst case), and times `provscan hook FILE...` as pre-commit
+runs it: a new process each time, start-up included. Medians of --runs after one warm-up run.
+Writes bench/results/hook_bench.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / "cache"
+sys.path.insert(0, str(HERE.parent))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=7)
+    args = ap.parse_args()
+    env = {**os.environ, "PROVSCAN_CACHE_DIR": str(CACHE / "provscan")}
+    os.environ.update(env)
+    from scanner.acquire import acquire
+
+    work = CACHE / "hook-bench"
+    index = work / "index"
+    if not (index / "provscan-index.json").exists():
+        subprocess.run([sys.executable, "-m", "scanner", "index", "add", "transformers", "pypi:transformers==5.24.0",
+                        "--index", str(index)], check=True, env=env)
+    results = {}
+    for label, spec, pattern in (("typical (vllm 0.9.1 model files)", "pypi:vllm==0.9.1", "vllm/model_executor/models/*.py"),
+                                 ("worst case (transformers 4.46.3 modeling files)", "pypi:transformers==4.46.3",
+                                  "transformers/models/*/modeling_*.py")):
+        root = acquire(spec).root
+        picked = sorted(root.glob(pattern))
+        random.Random(10).shuffle(picked)
+        repo = work / ("repo-" + spec.split(":")[1].split("==")[0])
+        shutil.rmtree(repo, ignore_errors=True)
+        files = []
+        for f in picked[:10]:
+            rel = f.relative_to(root)
+            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, repo / rel)
+            files.append(rel.as_posix())
+        subprocess.run(["git", "init", "-q", str(repo)], check=True)
+        (repo / ".provscan.toml").write_text(f'index = "{index}"\nfail-on = "never"\n', encoding="utf-8")
+        cmd = [sys.executable, "-m", "scanner", "hook", *files]
+        walls, lines = [], 0
+        for i in range(args.runs + 1):
+            start = time.perf_counter()
+            done = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, env=env)
+            wall = time.perf_counter() - start
+            if done.returncode not in (0, 1):
+                sys.exit(done.stderr)
+            if i:  # the first run warms the page cache
+                walls.append(wall)
+            lines = len(done.stdout.splitlines())
+        results[label] = {"files": len(files), "kib": round(sum((repo / f).stat().st_size for f in files) / 1024),
+                          "wall_s": [round(w, 3) for w in walls], "median_s": round(statistics.median(walls), 3),
+                          "lines_printed": lines}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    results["python start-up alone"] = {"median_s": round(time.perf_counter() - start, 3)}
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "hook_bench.json").write_text(json.dumps(results, indent=2) + "\n")
+    print("| hook run, 10 files, start-up included | files KiB | median | lines printed | target |")
+    print("|---|---|---|---|---|")
+    for label, r in results.items():
+        if "files" in r:
+            print(f"| {label} | {r['kib']} | {r['median_s']} s | {r['lines_printed']} | <= 0.5 s |")
+    print(f"python start-up alone: {results['python start-up alone']['median_s']} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -13,6 +13,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from signatures.shingles import fmix64
+
 _MULT = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -42,14 +44,6 @@ def band_params(threshold: float, num_perm: int) -> tuple[int, int]:
     return opt
 
 
-def _mix(h: np.ndarray) -> np.ndarray:
-    h = h ^ (h >> np.uint64(33))
-    h = h * np.uint64(0xFF51AFD7ED558CCD)
-    h = h ^ (h >> np.uint64(33))
-    h = h * np.uint64(0xC4CEB9FE1A85EC53)
-    return h ^ (h >> np.uint64(33))
-
-
 def band_keys(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """(n, bands) uint64: one key per band, equal exactly when the band's values are (w.h.p.)."""
     n = sigs.shape[0]
@@ -59,7 +53,7 @@ def band_keys(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
             acc = np.full(n, j + 1, dtype=np.uint64)
             for c in range(j * rows, (j + 1) * rows):
                 acc = acc * _MULT + sigs[:, c].astype(np.uint64)
-            out[:, j] = _mix(acc)
+            out[:, j] = fmix64(acc)
     return out
 
 

@@ -26,7 +26,8 @@ def token_hashes(tokens: Sequence[bytes | str], cache: dict | None = None) -> np
     return np.fromiter(map(cache.__getitem__, tokens), dtype=np.uint64, count=len(tokens))
 
 
-def _fmix64(h: np.ndarray) -> np.ndarray:
+def fmix64(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finaliser: spreads every input bit over the whole word."""
     h = h ^ (h >> np.uint64(33))
     h = h * np.uint64(0xFF51AFD7ED558CCD)
     h = h ^ (h >> np.uint64(33))
@@ -46,5 +47,5 @@ def shingle_hashes(tok: np.ndarray, k: int) -> np.ndarray:
         acc = np.zeros(n, dtype=np.uint64)
         for j in range(k):
             acc = acc * _MULT + tok[j : j + n]
-        return _fmix64(acc)
+        return fmix64(acc)
 

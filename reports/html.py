@@ -60,28 +60,25 @@ def _aligned(scanned: list, reference: list, blocks: list) -> list:
 
 def _finding_data(f, texts) -> dict:
     ref = f.reference
-    scanned, cut = _excerpt(texts, "scanned", None, f.path, f.start_line, f.end_line)
-    data = {"id": f.id, "kind": f.kind, "severity": f.severity, "path": inert(f.path), "start": f.start_line,
+    scanned, scanned_cut = _excerpt(texts, "scanned", None, f.path, f.start_line, f.end_line)
+    reference, reference_cut = [], False
+    if ref is not None and f.kind.endswith("-copy"):
+        reference, reference_cut = _excerpt(texts, "reference", ref.name, ref.path, ref.start_line, ref.end_line)
+    blocks = [[b["start_line"], b["end_line"], b["reference_start_line"], b["reference_end_line"]]
+              for b in f.matched_lines]
+    return {"id": f.id, "kind": f.kind, "severity": f.severity, "path": inert(f.path), "start": f.start_line,
             "end": f.end_line, "symbol": inert(f.symbol) if f.symbol else None, "clone": f.clone_type,
             "sim": f.similarity, "csim": f.similarity_concrete, "message": inert(f.message),
             "status": f.attribution.status if f.attribution else None,
             "evidence": [{"level": e.level, "path": inert(e.path), "line": e.line, "text": inert(e.text), "why": inert(e.why)}
                          for e in (f.attribution.evidence if f.attribution else [])],
-            "blocks": [[b["start_line"], b["end_line"], b["reference_start_line"], b["reference_end_line"]]
-                       for b in f.matched_lines],
-            "scanned": scanned, "scanned_cut": cut, "ref": None, "reference": [], "reference_cut": False,
+            "rows": _aligned(scanned, reference, blocks), "has_reference_text": bool(reference),
+            "scanned_cut": scanned_cut, "reference_cut": reference_cut,
+            "ref": None if ref is None else {
+                "name": inert(ref.name), "path": inert(ref.path), "start": ref.start_line, "end": ref.end_line,
+                "symbol": inert(ref.symbol) if ref.symbol else None, "license": inert(ref.license) if ref.license else None,
+                "copyright": [inert(c) for c in ref.copyright]},
             "members": len(f.members), "others": len(f.other_locations)}
-    if ref is not None:
-        data["ref"] = {"name": inert(ref.name), "path": inert(ref.path), "start": ref.start_line, "end": ref.end_line,
-                       "symbol": inert(ref.symbol) if ref.symbol else None, "license": inert(ref.license) if ref.license else None,
-                       "copyright": [inert(c) for c in ref.copyright]}
-        if f.kind.endswith("-copy"):
-            data["reference"], data["reference_cut"] = _excerpt(texts, "reference", ref.name, ref.path,
-                                                                ref.start_line, ref.end_line)
-    data["rows"] = _aligned(data["scanned"], data["reference"], data["blocks"])
-    del data["scanned"], data["reference"]  # the rows carry both
-    data["has_reference_text"] = any(row[2] is not None for row in data["rows"])
-    return data
 
 
 def _file_bars(report) -> list[dict]:

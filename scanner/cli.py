@@ -112,9 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config():
-    from scanner.config import find_config, load_config
+    from scanner.config import project_config
 
-    return load_config(find_config(Path.cwd()))
+    return project_config(Path.cwd())
 
 
 def _options(args, cfg=None):

@@ -58,18 +58,21 @@ class Config:
         return str((self.path.parent / value))
 
 
-def find_config(start: Path) -> Path | None:
+def project_config(start: Path) -> Config:
+    """The configuration that applies in directory start (an empty one when there is none)."""
     here = start.resolve()
     for directory in [here, *here.parents]:
         dotfile = directory / ".provscan.toml"
         if dotfile.is_file():
-            return dotfile
+            return load_config(dotfile, _read(dotfile))
         pyproject = directory / "pyproject.toml"
-        if pyproject.is_file() and "provscan" in _read(pyproject).get("tool", {}):
-            return pyproject
+        if pyproject.is_file():
+            data = _read(pyproject)  # read once: the hook runs on every commit
+            if "provscan" in data.get("tool", {}):
+                return load_config(pyproject, data)
         if (directory / ".git").exists():
-            return None
-    return None
+            break
+    return Config()
 
 
 def _read(path: Path) -> dict:
@@ -98,10 +101,8 @@ def _strings(key: str, value, where: str) -> list[str]:
     return value
 
 
-def load_config(path: Path | None) -> Config:
-    if path is None:
-        return Config()
-    data = _read(path)
+def load_config(path: Path, data: dict) -> Config:
+    """Validate the parsed file at path."""
     table = data.get("tool", {}).get("provscan", {}) if path.name == "pyproject.toml" else data
     where = f"{path}" + (" [tool.provscan]" if path.name == "pyproject.toml" else "")
     if not isinstance(table, dict):

@@ -37,15 +37,14 @@ def _directive_lines(unit, start_line: int) -> list[int]:
 
 def apply_inline(findings: list, units: list) -> tuple[list, list[Suppressed], list[dict]]:
     """(findings kept, findings suppressed, notes about malformed directives)."""
-    by_key = {}
+    by_key: dict = {}
     for unit in units:
-        by_key.setdefault((unit.path, unit.cell), unit)
+        by_key.setdefault((unit.path, unit.cell), (unit, dict(unit.comments)))
     kept, suppressed, notes, noted = [], [], [], set()
     for f in findings:
-        unit = by_key.get((f.path, f.cell))
+        unit, comments = by_key.get((f.path, f.cell), (None, {}))
         hit = None
         if unit is not None:
-            comments = dict(unit.comments)
             for ln in _directive_lines(unit, f.start_line):
                 m = IGNORE_RE.search(comments.get(ln, ""))
                 if not m:

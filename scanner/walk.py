@@ -54,8 +54,8 @@ def walk_tree(root: Path, *, max_file_size: int = DEFAULT_MAX_FILE_SIZE, only: s
     """only: read just these source files (relative paths), and only the directories that lead to
     them (the pre-commit hook); files at the root are still listed for the repository's notices."""
     root = root.resolve()
-    prefixes = None if only is None else {p.rsplit("/", 1)[0] + "/" for p in only if "/" in p} | {
-        "/".join(p.split("/")[:i]) + "/" for p in only for i in range(1, p.count("/"))}
+    # Every directory on the way to a wanted file ("a/", "a/b/" for "a/b/c.py").
+    prefixes = None if only is None else {"/".join(p.split("/")[:i]) + "/" for p in only for i in range(1, p.count("/") + 1)}
     units: list[SourceUnit] = []
     skipped: list[Skip] = []
     others: list[str] = []

@@ -33,16 +33,20 @@ def precommit_env(tmp_path_factory) -> dict[str, str]:
     return env
 
 
+def _configure_index(project: Path, index: Path, env: dict) -> None:
+    """An index of the upstream example, named in the project's .provscan.toml."""
+    subprocess.run([sys.executable, "-m", "scanner", "index", "add", "upstream", str(EXAMPLES / "upstream"),
+                    "--index", str(index)], check=True, capture_output=True, env=env, cwd=ROOT)
+    (project / ".provscan.toml").write_text(f'index = "{index}"\n', encoding="utf-8")
+
+
 @pytest.fixture()
 def repo(tmp_path, precommit_env) -> Path:
     """A project with the example package committed, an index of the upstream example, and the
     hook installed from this repository."""
     project = tmp_path / "project"
     make_repo(project, files={"README.md": "AcmeLM\n"})
-    index = tmp_path / "index"
-    subprocess.run([sys.executable, "-m", "scanner", "index", "add", "upstream", str(EXAMPLES / "upstream"),
-                    "--index", str(index)], check=True, capture_output=True, env=precommit_env, cwd=ROOT)
-    (project / ".provscan.toml").write_text(f'index = "{index}"\n', encoding="utf-8")
+    _configure_index(project, tmp_path / "index", precommit_env)
     rev = git(ROOT, "rev-parse", "HEAD")
     (project / ".pre-commit-config.yaml").write_text(
         f"repos:\n  - repo: {ROOT}\n    rev: {rev}\n    hooks:\n      - id: provscan\n", encoding="utf-8")
@@ -70,10 +74,7 @@ def _copy(project: Path, credit: str = "") -> str:
 def test_try_repo_runs_the_hook_from_this_repository(tmp_path, precommit_env):
     project = tmp_path / "try"
     make_repo(project, copy_from=EXAMPLES / "suspect")
-    index = tmp_path / "index"
-    subprocess.run([sys.executable, "-m", "scanner", "index", "add", "upstream", str(EXAMPLES / "upstream"),
-                    "--index", str(index)], check=True, capture_output=True, env=precommit_env, cwd=ROOT)
-    (project / ".provscan.toml").write_text(f'index = "{index}"\n', encoding="utf-8")
+    _configure_index(project, tmp_path / "index", precommit_env)
     done = subprocess.run(["pre-commit", "try-repo", str(ROOT), "provscan", "--files", "acmelm/attention.py"],
                           cwd=project, env=precommit_env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 1, done.stdout + done.stderr

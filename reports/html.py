@@ -78,7 +78,7 @@ def _finding_data(f, texts) -> dict:
                 "name": inert(ref.name), "path": inert(ref.path), "start": ref.start_line, "end": ref.end_line,
                 "symbol": inert(ref.symbol) if ref.symbol else None, "license": inert(ref.license) if ref.license else None,
                 "copyright": [inert(c) for c in ref.copyright]},
-            "members": len(f.members), "others": len(f.other_locations)}
+            "members": len(f.members), "others": f.other_count}
 
 
 def _file_bars(report) -> list[dict]:

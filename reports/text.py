@@ -44,8 +44,8 @@ def render_text(report, *, color: bool = False) -> str:
                     out.append(f"    reference itself says (line {r.provenance['line']}): {inert(r.provenance['text'])[:160]}")
                 if r.copyright:
                     out.append(f"    reference notice: {inert('; '.join(r.copyright))}")
-            if f.other_locations:
-                out.append(f"    same code also at {len(f.other_locations)} other reference location(s)")
+            if f.other_count:
+                out.append(f"    same code also at {f.other_count} other reference location(s)")
             for member in f.members:
                 mr = member["reference"]
                 out.append(f"    member {inert(member['symbol'])} {member['start_line']}-{member['end_line']}"

@@ -233,8 +233,7 @@ _HOOK_ADVICE = {
 
 def cmd_hook(args) -> int:
     """One line per finding in the given files; exit 1 at or above the configured level."""
-    from scanner.pipeline import default_index
-    from signatures.store import open_store
+    from scanner.pipeline import default_index, store_for
 
     cfg = _config()
     root = Path.cwd().resolve()
@@ -245,7 +244,7 @@ def cmd_hook(args) -> int:
             only.add(path.relative_to(root).as_posix())
     options = _options(args, cfg)
     location = options.index or str(default_index(options))
-    if not open_store(location, options.params.index_key(), __version__).exists():
+    if not store_for(options).exists():
         raise UsageError(f"no reference index at {location}: build one with `provscan index add NAME SOURCE` "
                          "(or `provscan index add --preset qwen`), or set `index` in [tool.provscan]")
     if not only:

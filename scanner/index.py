@@ -14,9 +14,9 @@ from functools import lru_cache
 from scanner import __version__
 from scanner.acquire import acquire
 from scanner.errors import UsageError
-from scanner.pipeline import ScanOptions, default_index, load_tree
+from scanner.pipeline import ScanOptions, load_tree, store_for
 from scanner.reference import build_stored
-from signatures.store import EmbeddedStore, open_store
+from signatures.store import EmbeddedStore
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
@@ -27,10 +27,6 @@ def presets() -> dict[str, dict]:
     from importlib.resources import files
 
     return tomllib.loads(files("scanner").joinpath("data/presets.toml").read_text(encoding="utf-8"))
-
-
-def store_for(options: ScanOptions):
-    return open_store(options.index or default_index(options), options.params.index_key(), __version__)
 
 
 def add(options: ScanOptions, name: str | None, source: str | None, includes: list[str], preset: str | None,

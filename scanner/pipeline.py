@@ -32,7 +32,7 @@ from scanner.match import Match, ReferenceCorpus, RefLoc, descendants, find_matc
 from scanner.parse import Fragment, ParsedUnit
 from scanner.reference import Reference, build_stored
 from scanner.suppress import apply_inline
-from scanner.report import Finding, Location, Report
+from scanner.report import OTHER_LOCATIONS, Finding, Location, Report
 from scanner.walk import DEFAULT_MAX_FILE_SIZE, walk_tree
 from signatures.store import FORMAT, EmbeddedStore, IndexStoreError, RedisStore, open_store
 
@@ -131,6 +131,12 @@ def default_index(options: ScanOptions) -> str:
     return str((options.cache_dir or default_cache_dir()) / "index")
 
 
+def store_for(options: ScanOptions):
+    """The index the options name (or the default one), with its file checks cached per user."""
+    return open_store(options.index or default_index(options), options.params.index_key(), __version__,
+                      checks=(options.cache_dir or default_cache_dir()) / "index-checks.json")
+
+
 def _looks_like_name(spec: str) -> bool:
     return re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", spec) is not None
 
@@ -144,7 +150,7 @@ def load_references(specs: list[tuple[str | None, str]], options: ScanOptions, s
     Without any --reference, every reference in the index.
     """
     explicit_index = options.index is not None
-    store = open_store(options.index or default_index(options), options.params.index_key(), __version__)
+    store = store_for(options)
     via_redis = isinstance(store, RedisStore)
     # The default index is consulted only for what could be a name in it: a scan against sources
     # must not depend on the state of an index it does not use.
@@ -409,7 +415,8 @@ def _copy_findings(scanned: Tree, corpus: ReferenceCorpus, matches: list[Match])
             message=_copy_message(frag, m, refloc, attribution),
             matched_lines=[b.to_dict() for b in m.blocks],
             members=[_member(scanned, corpus, x) for x in descendants(m)],
-            other_locations=[_ref_location(corpus, o, with_notice=False) for o in m.others],
+            other_locations=[_ref_location(corpus, o, with_notice=False) for o in m.others[:OTHER_LOCATIONS]],
+            other_count=len(m.others),
         ))
     return findings
 

@@ -14,6 +14,18 @@ SCHEMA = "provscan/report/v1"
 SEVERITY_ORDER = {"error": 0, "warning": 1, "note": 2}
 
 
+def report_schema() -> dict:
+    """The JSON Schema (Draft 2020-12) of `Report.to_dict()`, shipped as scanner/data/report-v1.schema.json.
+
+    >>> report_schema()["properties"]["schema"]["const"]
+    'provscan/report/v1'
+    """
+    import json
+    from importlib.resources import files
+
+    return json.loads(files("scanner").joinpath("data/report-v1.schema.json").read_text(encoding="utf-8"))
+
+
 @dataclass
 class Location:
     name: str  # reference name
@@ -36,6 +48,10 @@ class Location:
         return out
 
 
+# Other reference locations listed per finding (transformers holds some code 100+ times).
+OTHER_LOCATIONS = 20
+
+
 @dataclass
 class Finding:
     id: str
@@ -54,7 +70,8 @@ class Finding:
     message: str
     matched_lines: list[dict] = field(default_factory=list)
     members: list[dict] = field(default_factory=list)
-    other_locations: list[Location] = field(default_factory=list)
+    other_locations: list[Location] = field(default_factory=list)  # the first OTHER_LOCATIONS, best first
+    other_count: int = 0  # all other reference locations holding the same code
 
     def to_dict(self) -> dict:
         out = {
@@ -78,8 +95,8 @@ class Finding:
         if self.members:
             out["members"] = self.members
         if self.reference is not None and self.kind.endswith("-copy"):
-            out["other_locations"] = {"count": len(self.other_locations),
-                                      "locations": [o.to_dict() for o in self.other_locations[:20]]}
+            out["other_locations"] = {"count": self.other_count,
+                                      "locations": [o.to_dict() for o in self.other_locations]}
         return out
 
 

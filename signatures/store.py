@@ -8,12 +8,15 @@ Embedded layout (a directory):
     provscan-index.json      manifest: format, tool version, fingerprint parameters, references
     refs/<id>/meta.json      one reference: metadata and the checksum of each array file
     refs/<id>/<name>.npy     its arrays, memory-mapped when loaded
-    .lock                    writers serialise on it; readers take it shared while they load
+    .lock                    writers serialise their commits on it; readers take it shared while they load
+    .writers                 held shared by every writer while it has a refs/.tmp-* folder
 
 Writes are atomic: a new reference is written under refs/.tmp-*, renamed into place, and only
 then named in a new manifest that replaces the old one with os.replace. A crash at any point
-leaves the previous manifest, and every reference it names, intact; leftovers of a crashed
-writer are removed by the next writer.
+(kill -9, a full disk) leaves the previous manifest, and every reference it names, intact; a
+writer that fails removes what it wrote, and what a killed writer left is removed by the next
+writer that commits while no other writer holds .writers (the kernel drops a dead process's
+locks, so that test cannot mistake a live writer for a dead one).
 
 Redis layout (prefix P): `P:manifest` (JSON), `P:ref:<id>:meta` (JSON), `P:ref:<id>:<name>`
 (.npy bytes), and datasketch's MinHashLSH tables under `P:lsh` with keys `<id>:<fragment>`
@@ -29,7 +32,6 @@ import json
 import os
 import re
 import shutil
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +68,63 @@ def _checksum(path_or_bytes) -> str:
     return h.hexdigest()
 
 
+class FileChecks:
+    """Array files already checked against their checksums, so that the hook does not re-read a
+    139 MiB index on every commit.
+
+    A file counts as checked while its size, inode, mtime and ctime are those it had when its
+    bytes matched: any write to it, a rename over it, or a `touch` changes its ctime, which no
+    user-level call can set back. Kept as JSON in the user cache; losing it costs one re-check.
+    """
+
+    _LIMIT = 20_000  # entries kept
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._entries: dict | None = None
+        self._dirty = False
+
+    def _load(self) -> dict:
+        if self._entries is None:
+            self._entries = {}
+            if self.path is not None:
+                try:
+                    data = json.loads(self.path.read_text(encoding="utf-8"))
+                    if isinstance(data, dict):
+                        self._entries = data
+                except (OSError, ValueError, UnicodeDecodeError):
+                    pass  # unreadable: every file is checked again
+        return self._entries
+
+    def verified(self, file: Path, expected: str) -> bool:
+        st = file.stat()
+        key = str(file.absolute())
+        stamp = [st.st_size, st.st_ino, st.st_dev, st.st_mtime_ns, st.st_ctime_ns, expected]
+        entries = self._load()
+        if self.path is not None and entries.get(key) == stamp:
+            return True
+        if _checksum(file) != expected:
+            return False
+        entries[key] = stamp
+        self._dirty = True
+        return True
+
+    def save(self) -> None:
+        if not self._dirty or self.path is None:
+            return
+        entries = self._load()
+        if len(entries) > self._LIMIT:  # forget files that are gone (removed references)
+            entries = {k: v for k, v in entries.items() if os.path.exists(k)}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(entries), encoding="utf-8")
+            os.replace(tmp, self.path)
+            self._dirty = False
+        except OSError:
+            pass  # a read-only cache: the next run checks again
+
+
 def _npy_bytes(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
@@ -94,21 +153,22 @@ def _check_params(where: str, stored: dict, wanted: dict) -> None:
                               f"rebuild it (provscan index remove / index add) or scan with its parameters")
 
 
-def open_store(location: str | Path, params: dict, tool_version: str):
+def open_store(location: str | Path, params: dict, tool_version: str, checks: Path | None = None):
     """The store at a path or a redis:// URL."""
     text = str(location)
     if text.startswith(("redis://", "rediss://", "unix://")):
         return RedisStore(text, params, tool_version)
     if "://" in text:
         raise IndexStoreError(f"unsupported index location {text!r}: give a directory or redis://HOST:PORT/DB?prefix=NAME")
-    return EmbeddedStore(Path(text), params, tool_version)
+    return EmbeddedStore(Path(text), params, tool_version, checks)
 
 
 class EmbeddedStore:
-    def __init__(self, path: Path, params: dict, tool_version: str) -> None:
+    def __init__(self, path: Path, params: dict, tool_version: str, checks: Path | None = None) -> None:
         self.path = path
         self.params = params
         self.tool_version = tool_version
+        self.checks = FileChecks(checks)
 
     @property
     def location(self) -> str:
@@ -149,7 +209,10 @@ class EmbeddedStore:
                     raise IndexStoreError(f"no reference named {missing[0]!r} in index {self.path} "
                                           f"(it has: {', '.join(sorted(by_name)) or 'none'})")
                 entries = [by_name[n] for n in names]
-            return [self._load_one(e) for e in entries]
+            try:
+                return [self._load_one(e) for e in entries]
+            finally:
+                self.checks.save()
 
     def _load_one(self, entry: dict) -> StoredReference:
         ref_id = str(entry.get("id", ""))
@@ -163,7 +226,7 @@ class EmbeddedStore:
                 if not re.fullmatch(r"[a-z_0-9]+", name):
                     raise ValueError(f"bad array name {name!r}")
                 file = folder / f"{name}.npy"
-                if _checksum(file) != info["xxh3"]:
+                if not self.checks.verified(file, info["xxh3"]):
                     raise ValueError(f"{name}.npy does not match its checksum")
                 arr = np.load(file, mmap_mode="r", allow_pickle=False)
                 if list(arr.shape) != info["shape"] or str(arr.dtype) != info["dtype"]:
@@ -177,16 +240,16 @@ class EmbeddedStore:
     # -- writing ---------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _lock(self, shared: bool = False):
+    def _lock(self, name: str = ".lock", shared: bool = False):
         import fcntl
 
         if not self.path.exists():
-            if shared:
+            if shared and name == ".lock":  # a reader of an index that does not exist yet
                 yield
                 return
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.path / name, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise IndexStoreError(f"cannot use index {self.path}: {exc.strerror}") from None
         try:
@@ -195,34 +258,59 @@ class EmbeddedStore:
         finally:
             os.close(fd)  # closing releases the lock
 
+    def _no_other_writer(self) -> bool:
+        """True when no writer (in this or another process) holds .writers: none has a tmp folder."""
+        import fcntl
+
+        try:
+            fd = os.open(self.path / ".writers", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+
     def add(self, ref: StoredReference) -> None:
-        """Store a reference under its name, replacing one of the same name, atomically."""
+        """Store a reference under its name, replacing one of the same name, atomically.
+
+        On any failure (a full disk, a file size limit) it raises IndexStoreError and leaves the
+        index as it was, without the files it began to write.
+        """
         ref.id = uuid.uuid4().hex
         refs = self.path / "refs"
+        tmp = refs / f".tmp-{ref.id}"
+        final = refs / ref.id
+        committed = False
         try:
-            refs.mkdir(parents=True, exist_ok=True)
-            tmp = refs / f".tmp-{ref.id}"
-            tmp.mkdir()
-            arrays = {}
-            for name, array in ref.arrays.items():
-                data, arrays[name] = _array_record(array)
-                _write_synced(tmp / f"{name}.npy", data)
-            _write_synced(tmp / "meta.json", json.dumps({"meta": ref.meta, "arrays": arrays}).encode())
+            with self._lock(".writers", shared=True):  # from before tmp exists until it is renamed
+                refs.mkdir(parents=True, exist_ok=True)
+                tmp.mkdir()
+                arrays = {}
+                for name, array in ref.arrays.items():
+                    data, arrays[name] = _array_record(array)
+                    _write_synced(tmp / f"{name}.npy", data)
+                _write_synced(tmp / "meta.json", json.dumps({"meta": ref.meta, "arrays": arrays}).encode())
+                with self._lock():
+                    manifest, old = _with_reference(self.manifest(), ref, self.tool_version)
+                    os.rename(tmp, final)
+                    _fsync_dir(refs)
+                    self._write_manifest(manifest)
+                    committed = True
         except OSError as exc:
-            shutil.rmtree(self.path / "refs" / f".tmp-{ref.id}", ignore_errors=True)
             raise IndexStoreError(f"cannot write index {self.path}: {exc.strerror or exc}") from None
-        with self._lock():
-            try:
-                manifest, old = _with_reference(self.manifest(), ref, self.tool_version)
-                os.rename(tmp, refs / ref.id)
-                _fsync_dir(refs)
-                self._write_manifest(manifest)
-                for e in old:
-                    shutil.rmtree(refs / e["id"], ignore_errors=True)
-                self._collect_garbage(manifest)
-            except OSError as exc:
+        finally:
+            if not committed:
                 shutil.rmtree(tmp, ignore_errors=True)
-                raise IndexStoreError(f"cannot write index {self.path}: {exc.strerror or exc}") from None
+                shutil.rmtree(final, ignore_errors=True)
+        # Committed; what follows only frees space, and a failure there is left to the next writer.
+        with contextlib.suppress(OSError, IndexStoreError), self._lock():
+            for e in old:
+                shutil.rmtree(refs / e["id"], ignore_errors=True)
+            self._collect_garbage(manifest)
 
     def remove(self, name: str) -> None:
         with self._lock():
@@ -239,27 +327,30 @@ class EmbeddedStore:
                 shutil.rmtree(self.path / "refs" / e["id"], ignore_errors=True)
 
     def _write_manifest(self, manifest: dict) -> None:
-        tmp = self.path / f".{MANIFEST}.{os.getpid()}.tmp"
-        _write_synced(tmp, json.dumps(manifest, indent=1).encode())
-        os.replace(tmp, self.path / MANIFEST)
-        _fsync_dir(self.path)
+        """Replace the manifest atomically: on OSError nothing changed (and no temp file is left)."""
+        tmp = self.path / f".{MANIFEST}.{uuid.uuid4().hex}.tmp"  # not the pid: a dead writer's file may hold it
+        try:
+            _write_synced(tmp, json.dumps(manifest, indent=1).encode())
+            os.replace(tmp, self.path / MANIFEST)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        with contextlib.suppress(OSError):  # replaced: a failed directory sync cannot undo that
+            _fsync_dir(self.path)
 
     def _collect_garbage(self, manifest: dict) -> None:
         """Remove what crashed writers left: temp folders and references no manifest names.
 
-        Runs under the exclusive lock, so no live writer owns them; temp folders younger than a
-        minute may belong to a writer still writing its arrays, so they are kept.
+        Runs under the exclusive .lock, so no writer is committing; temp folders are removed only
+        when no writer holds .writers (each holds it from before its folder exists until it is
+        renamed), otherwise the next writer removes them.
         """
         live = {e["id"] for e in manifest["references"]}
+        writers_idle = self._no_other_writer()
         for entry in (self.path / "refs").iterdir():
-            if entry.name in live:
+            if entry.name in live or (entry.name.startswith(".tmp-") and not writers_idle):
                 continue
-            if entry.name.startswith(".tmp-"):
-                try:
-                    if time.time() - entry.stat().st_mtime < 60:
-                        continue
-                except OSError:
-                    continue
             shutil.rmtree(entry, ignore_errors=True)
         for stray in self.path.glob(f".{MANIFEST}.*.tmp"):
             with contextlib.suppress(OSError):

@@ -192,6 +192,32 @@ def test_damaged_index_exits_2_with_advice(tmp_path, damage):
     assert any(word in line for word in ("rebuild", "re-add"))
 
 
+def test_checked_index_files_are_not_reread_until_they_change(tmp_path, monkeypatch):
+    import signatures.store as store
+    from scanner.pipeline import ScanOptions, load_references
+
+    index = tmp_path / "idx"
+    assert cli("index", "add", "upstream", str(UPSTREAM), "--index", str(index)).returncode == 0
+    read = []
+    real = store._checksum
+    monkeypatch.setattr(store, "_checksum", lambda file: read.append(file) or real(file))
+    options = ScanOptions(index=str(index))
+    load_references([], options)
+    first = len(read)
+    load_references([], options)
+    assert first > 0 and len(read) == first  # the second load trusts the recorded checks
+    # A same-size change with its modification time put back is still caught (its ctime moved).
+    (ref_dir,) = (index / "refs").iterdir()
+    target = ref_dir / "frags.npy"
+    st = target.stat()
+    data = bytearray(target.read_bytes())
+    data[-3] ^= 0x55
+    target.write_bytes(bytes(data))
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    proc = cli("scan", str(SUSPECT), "--index", str(index))
+    assert proc.returncode == 2 and "checksum" in proc.stderr
+
+
 def test_presets_are_shipped_and_usable_offline(tmp_path, monkeypatch):
     data = json.loads(cli("index", "presets", "--format", "json").stdout)
     assert {"qwen", "llama", "mistral", "deepseek", "gemma", "transformers"} <= set(data)

@@ -329,3 +329,52 @@ def test_parallel_matching_gives_the_same_findings(tmp_path, monkeypatch):
     _, two = scan_json(tmp_path, EXAMPLES / "suspect", EXAMPLES / "upstream", args=("--workers", "2"))
     strip = lambda rep: [{k: v for k, v in f.items()} for f in rep["findings"]]  # noqa: E731
     assert strip(one) == strip(two) and len(one["findings"]) == 16
+
+
+def _loss_variant(extra: int) -> str:
+    """LOSS_BODY with `extra` more statements before its return: a distinct group of near-copies."""
+    return LOSS_BODY.replace("    return loss * num_experts", "    loss = loss + 1\n" * extra + "    return loss * num_experts")
+
+
+def test_many_near_copies_verify_the_best_estimates_first(tmp_path):
+    import scanner.match
+
+    # More groups of near-copies than are verified per fragment; the exact copy comes last in the
+    # reference, so a cap that kept the first candidates would lose it.
+    files = {f"a/v{i:02d}.py": _loss_variant(i) for i in range(1, scanner.match.VERIFY_GROUPS + 9)}
+    files["zz/exact.py"] = LOSS_BODY
+    ref = write_tree(tmp_path / "many", files)
+    _, rep = scan_json(tmp_path, write_tree(tmp_path / "s", {"mine.py": LOSS_BODY}), ref)
+    f = by_symbol(rep)["load_balancing_loss"]
+    assert f["reference"]["path"] == "zz/exact.py" and f["clone_type"] == "exact"
+    assert f["other_locations"]["count"] == scanner.match.VERIFY_GROUPS - 1
+
+
+def _as_method(source: str, indent: str = "    ") -> str:
+    body = source.split("def load_balancing_loss(")[1]
+    return indent + "def load_balancing_loss(self, " + "\n".join(
+        (indent + line) if line else line for line in body.split("\n"))
+
+
+def test_capped_verification_keeps_methods_folded_into_their_class(tmp_path, monkeypatch):
+    import scanner.match
+
+    helper = REF_ATTENTION.split("class OrbitAttention")[1].split("def load_balancing_loss")[0]
+    holder = "import torch\nimport torch.nn as nn\n\n\nclass Holder" + helper.rstrip() + "\n\n" + _as_method(LOSS_BODY)
+    # The scanned class is Holder with a changed method that is, exactly, a method of another class.
+    other = "import torch\n\n\nclass Other:\n    def size(self):\n        return 3\n\n" + _as_method(_loss_variant(4))
+    scanned = holder.replace(_as_method(LOSS_BODY), _as_method(_loss_variant(4)))
+    ref = write_tree(tmp_path / "zoo", {"zoo/holder.py": holder, "zoo/other.py": other})
+    sus = write_tree(tmp_path / "s", {"mine.py": scanned})
+
+    def findings():
+        _, rep = scan_json(tmp_path, sus, ref)
+        copies = [f for f in rep["findings"] if f["kind"].endswith("-copy")]
+        return [(f["symbol"], f["reference"]["symbol"], [(m["symbol"], m["reference"]["symbol"]) for m in f.get("members", [])])
+                for f in copies]
+
+    uncapped = findings()
+    monkeypatch.setattr(scanner.match, "VERIFY_GROUPS", 1)
+    capped = findings()
+    assert ("Holder.load_balancing_loss", "Holder.load_balancing_loss") in capped[0][2]
+    assert capped == uncapped and len(capped) == 1

@@ -19,7 +19,6 @@ import os
 import random
 import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import time

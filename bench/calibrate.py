@@ -142,7 +142,7 @@ def main() -> None:
         qsigs = np.vstack([prints[a[0]].sigs[list(prints[a[0]].eligible).index(a[1])] for a, _ in pos])
         qlevels = ref.levels[[fid_of(a) for a, _ in pos]]
         found = corpus.candidates(qsigs, qlevels)
-        hits = sum(int(ref.groups[fid_of(b)]) in {int(f) for _, fids, _ in found.get(i, []) for f in fids}
+        hits = sum(int(ref.groups[fid_of(b)]) in {int(f) >> 16 for _, packed in found.get(i, []) for f in packed}
                    for i, (_, b) in enumerate(pos))
         print(f"\nk={k}: index {t_index:.1f}s CPU, {len(corpus.common)} common shingles; "
               f"{len(pos)} positives (+{small} below min size), {len(neg)} negatives; "

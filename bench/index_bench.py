@@ -171,7 +171,7 @@ def main() -> None:
         t = time.perf_counter()
         found = corpus.candidates(queries, levels)
         rates.append(len(queries) / (time.perf_counter() - t))
-    candidates_per_query = sum(len(fids) for v in found.values() for _, fids, _ in v) / len(queries)
+    candidates_per_query = sum(len(fids) for v in found.values() for _, fids in v) / len(queries)
     # The same lookups for the fragments of the typical repository (what a scan or the hook asks).
     from scanner.acquire import acquire as acquire_local
     from scanner.pipeline import load_tree

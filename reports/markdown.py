@@ -6,15 +6,17 @@ from __future__ import annotations
 
 from collections import Counter
 
+from reports.text import inert
+
 LIMIT = 65_536
 _EXCERPT_LINES = 40
 
 
 def _cell(text: object) -> str:
-    """Inline table text: no pipes, newlines or HTML from the scanned tree."""
+    """Inline table text: no pipes, newlines, HTML or terminal controls from the scanned tree."""
     s = "" if text is None else str(text)
     s = s.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
-    return " ".join(s.split())
+    return " ".join(inert(s).split())
 
 
 def _fence(code: str) -> str:
@@ -28,7 +30,8 @@ def _excerpt(lines: list[str] | None, start: int, end: int) -> str:
         return "(source text not available)"
     chosen = lines[start - 1:min(end, start - 1 + _EXCERPT_LINES)]
     more = end - start + 1 - len(chosen)
-    text = "\n".join(chosen)
+    # Controls escaped (a comment's ESC must not reach whoever `cat`s the file); CRLF is not one.
+    text = "\n".join(inert(line[:-1] if line.endswith("\r") else line) for line in chosen)
     return text + (f"\n# ... {more} more lines" if more > 0 else "")
 
 

@@ -13,7 +13,8 @@ import json
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _LEVEL = {"error": "error", "warning": "warning", "note": "note"}
-_DEFAULT_LEVEL = {"unattributed-copy": "error", "attributed-copy": "note"}
+_DEFAULT_LEVEL = {"unattributed-copy": "error", "attributed-copy": "note", "weight-copy": "error",
+                  "weight-lineage": "error"}
 
 RULES = {
     "unattributed-copy": (
@@ -42,6 +43,36 @@ RULES = {
         "MissingLicense", "File without licence information",
         "The file states no licence (no SPDX-License-Identifier, no licence header).",
         "Add an `SPDX-License-Identifier:` line, or a licence header, to the top of the file."),
+    "config-copy": (
+        "ConfigCopy", "Model config with a reference model's architecture",
+        "Every architecture field this config shares with a reference model's config is identical; only the "
+        "names (model_type, architectures) may differ. Equal shapes alone do not prove copying: the "
+        "distinctive fields (vocabulary size, rope theta and scaling, norm eps, expert counts) weigh most.",
+        "If the model is built on the reference model, say so in the model card with the reference's licence; "
+        "if not, check the weights (weight-copy, weight-lineage) before concluding."),
+    "config-mismatch": (
+        "ConfigMismatch", "Model config contradicts its own weights",
+        "A size the config declares differs from the shape of the weights stored next to it.",
+        "Fix the config or the weights: a config that does not describe its weights misleads every reader."),
+    "tokenizer-copy": (
+        "TokenizerCopy", "Tokenizer copied from a reference model",
+        "The tokenizer is a reference model's tokenizer, identical or with tokens added, the reference's tokens "
+        "keeping their ids.",
+        "Credit the reference tokenizer and keep its licence terms (model card, NOTICE)."),
+    "tokenizer-derived": (
+        "TokenizerDerived", "Tokenizer derived from a reference model's",
+        "Most tokens the two tokenizers share sit at the same or consistently shifted ids: the vocabulary was "
+        "taken from the reference and edited, which independent training does not produce.",
+        "Credit the reference tokenizer and keep its licence terms (model card, NOTICE)."),
+    "weight-copy": (
+        "WeightCopy", "Weights byte-identical to a reference model's",
+        "Tensors of this model are byte for byte those of a reference model (names may differ).",
+        "The model is the reference's weights: it must carry the reference's licence and credit it."),
+    "weight-lineage": (
+        "WeightLineage", "Weights derived from a reference model's",
+        "The attention weights correlate with a reference model's beyond what a shared architecture gives "
+        "(element-wise on fixed positions, or the per-layer std profile after removing the shared depth trend).",
+        "The model was fine-tuned or further trained from the reference: credit it and follow its licence."),
 }
 
 

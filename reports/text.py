@@ -6,14 +6,24 @@ from __future__ import annotations
 import re
 from itertools import groupby
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# C0 but TAB and LF (LF is escaped below), DEL, C1, line separators, bidi overrides and isolates,
+# and lone surrogates (undecodable bytes of a name: written raw, 0x9b is an 8-bit CSI).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 _COLORS = {"error": "\x1b[31m", "warning": "\x1b[33m", "note": "\x1b[36m"}
 
 
 def inert(text: object) -> str:
     """Control characters (ESC, CR, bidi overrides...) shown as escapes instead of interpreted."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}",
-                        str(text)).replace("\n", "\\n")
+    return _CONTROL.sub(_escape, str(text)).replace("\n", "\\n")
+
+
+def _escape(m: re.Match) -> str:
+    code = ord(m.group())
+    if code < 256:
+        return f"\\x{code:02x}"
+    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte (surrogateescape): show the byte
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\u{code:04x}"
 
 
 def render_text(report, *, color: bool = False) -> str:

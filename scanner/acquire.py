@@ -65,7 +65,11 @@ def acquire(spec: str, cache_dir: Path | None = None, *, timeout: float = 600.0)
     """
     deadline = time.monotonic() + timeout
     try:
-        return _acquire(spec, cache_dir, deadline, timeout)
+        got = _acquire(spec, cache_dir, deadline, timeout)
+        # Reports are text: a directory name that is not UTF-8 (surrogate escapes from argv or
+        # the file system) is shown by its bytes, \xNN, or no report could be written.
+        got.source, got.name = _text(got.source), _text(got.name)
+        return got
     except SourceError:
         raise
     except (OSError, ValueError, RuntimeError, EOFError) as exc:
@@ -263,6 +267,18 @@ def _printable(text: str, limit: int = 200) -> str:
     return out + ("..." if len(text) > limit else "")
 
 
+def _text(text: str) -> str:
+    """text, with the lone surrogates of undecodable bytes shown as \\xNN (valid UTF-8 again)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _quote(text: str) -> str:
     return f"'{_printable(_redact(text))}'"
 
@@ -391,15 +407,30 @@ def _find_gitdir(work_tree: Path) -> Path | None:
     return None
 
 
+def _open_regular(path: Path):
+    """A text stream on a regular file, opened without blocking or following a final symlink:
+    a scanned tree's .git/HEAD may be a FIFO (an open would wait forever) or a device."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"not a regular file: {path}")
+        return open(fd, encoding="utf-8", closefd=True)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _read_small(path: Path, limit: int = 4096) -> str:
-    with open(path, encoding="utf-8") as f:
+    with _open_regular(path) as f:
         return f.read(limit)
 
 
 def _packed_ref(packed: Path, ref: str) -> str | None:
     if not packed.is_file():
         return None
-    with open(packed, encoding="utf-8") as f:
+    with _open_regular(packed) as f:
         for line in f:
             if line.startswith(("#", "^")):
                 continue
@@ -424,6 +455,7 @@ _GIT_CONFIG: tuple[tuple[str, str], ...] = (
     ("core.symlinks", "false"),
     ("init.defaultBranch", "main"),
 )
+_NO_CONVERSION = "* -filter -text -ident -working-tree-encoding\n"
 _COMPLETE_MARKER = "provscan-complete"  # inside .git: written last, before the atomic rename
 # git's generic advice after a failed connection; the line before it says what went wrong.
 _GIT_BOILERPLATE = (
@@ -647,6 +679,12 @@ def _init_repo(run: _GitRun, path: Path) -> git.Repo:
     env = git_env()
     repo = run.call(git.Repo.init, str(path), env={**os.environ, **env})
     repo.git.update_environment(**env)
+    # Above every .gitattributes of the fetched tree: no filter runs at checkout, not even one
+    # the user configured (a tree can name any filter driver, e.g. the user's git-crypt), and
+    # files are checked out byte for byte as committed (no eol, ident or encoding conversion).
+    info = path / ".git" / "info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "attributes").write_text(_NO_CONVERSION, encoding="utf-8")
     run.call(repo.create_remote, "origin", run.url)
     return repo
 

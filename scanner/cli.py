@@ -198,11 +198,13 @@ def cmd_scan(args) -> int:
     cfg = _config()
     report = _run_scan(args, cfg)
     _apply_baseline(report, args.baseline or cfg.resolve(cfg.baseline))
+    from scanner.report import write_text_atomic
+
     color = args.output is None and sys.stdout.isatty() and "NO_COLOR" not in os.environ
     text = render(report, args.format, color=color)
     if args.output:
         try:
-            Path(args.output).write_text(text, encoding="utf-8")
+            write_text_atomic(args.output, text)
         except OSError as exc:
             raise UsageError(f"cannot write {args.output}: {exc.strerror}") from None
     else:
@@ -233,6 +235,7 @@ _HOOK_ADVICE = {
 
 def cmd_hook(args) -> int:
     """One line per finding in the given files; exit 1 at or above the configured level."""
+    from scanner.configs import is_config
     from scanner.pipeline import default_index, store_for
 
     cfg = _config()
@@ -240,7 +243,7 @@ def cmd_hook(args) -> int:
     only = set()
     for name in args.files:
         path = (root / name).resolve()
-        if root in path.parents and path.suffix in (".py", ".ipynb"):
+        if root in path.parents and (path.suffix in (".py", ".ipynb") or is_config(path.relative_to(root).as_posix())):
             only.add(path.relative_to(root).as_posix())
     options = _options(args, cfg)
     location = options.index or str(default_index(options))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from scanner.configs import is_config, is_model_config
 from scanner.parse import Fragment, ParsedUnit, parse_unit
 from scanner.walk import SourceUnit
 from signatures.minhash import MinHasher, to_hash32
@@ -136,11 +137,21 @@ class Fingerprinted:
     unit: ParsedUnit  # token string lists emptied: the hashes in prints replace them
     prints: UnitPrints
     license: object | None  # scanner.licenses.LicenseInfo of the file's header (first cell only)
+    architecture: dict | None = None  # a model config's architecture fields (scanner.configs)
 
 
 def _fingerprint_one(task: tuple[SourceUnit, Params, bool, bool]) -> Fingerprinted:
     source, params, with_license, as_reference = task
-    unit = parse_unit(source)
+    arch = None
+    if is_config(source.path):
+        from scanner.configs import architecture, parse_config_unit
+
+        unit = parse_config_unit(source)
+        arch = architecture(unit)  # while the text is here: a stored reference drops it
+        if not is_model_config(arch):
+            arch = None
+    else:
+        unit = parse_unit(source)
     prints = fingerprint_unit(unit, params, _worker_cache(), _worker_hasher(params))
     unit.abstract, unit.concrete = [], []
     info = None
@@ -150,7 +161,7 @@ def _fingerprint_one(task: tuple[SourceUnit, Params, bool, bool]) -> Fingerprint
         _reference_extras(unit, prints, params)
         # What a stored reference does not keep need not travel back from the worker.
         unit.text, unit.comments, unit.imports = "", [], []
-    return Fingerprinted(unit, prints, info)
+    return Fingerprinted(unit, prints, info, arch)
 
 
 # Words that mark a notice: a comment block or docstring holding one is read whole, a line of code

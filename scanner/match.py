@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from scanner.configs import is_config
 from scanner.fingerprint import Params, UnitPrints, abstract_sequence, abstract_set, concrete_set
 from scanner.parse import Fragment, ParsedUnit
 from scanner.reference import KINDS, LEVELS, Reference
@@ -83,9 +84,9 @@ class ReferenceCorpus:
         self._sets: dict[RefLoc, tuple[np.ndarray, np.ndarray]] = {}
         self._concrete: dict[RefLoc, np.ndarray] = {}
 
-    def candidates(self, qsigs: np.ndarray, qlevels: np.ndarray) -> dict[int, list[tuple[int, np.ndarray, np.ndarray]]]:
-        """Candidates for a batch of query signatures: query row -> [(reference position, fragment ids,
-        estimated agreement of each: signature values whose low bytes agree, of num_perm)].
+    def candidates(self, qsigs: np.ndarray, qlevels: np.ndarray) -> dict[int, list[tuple[int, np.ndarray]]]:
+        """Candidates for a batch of query signatures: query row -> [(reference position, packed)], where
+        packed holds fragment id << 16 | estimated agreement (signature values whose low bytes agree).
 
         LSH band collisions, then two vectorised filters: only like is compared with like
         (reference.LEVELS), and a MinHash estimate far below the threshold is dropped. Fragment ids
@@ -122,17 +123,19 @@ class ReferenceCorpus:
             # (128 - agreement) / 256 on average), at a quarter of the memory traffic. Being a little
             # generous here costs verification time, never a finding.
             sigs = ref.signature_bytes
-            keep = np.zeros(len(rows), dtype=bool)
+            agree = np.zeros(len(rows), dtype=np.int16)
             for lo in range(0, len(rows), _ESTIMATE_CHUNK):
                 hi = lo + _ESTIMATE_CHUNK
-                keep[lo:hi] = np.count_nonzero(sigs[sig_rows[lo:hi]] == qbytes[rows[lo:hi]], axis=1) >= need
-            rows, fids = rows[keep], fids[keep]  # sorted by row (BandTable.query sorts its pairs)
+                agree[lo:hi] = np.count_nonzero(sigs[sig_rows[lo:hi]] == qbytes[rows[lo:hi]], axis=1)
+            keep = agree >= need
+            rows, fids, agree = rows[keep], fids[keep], agree[keep]  # sorted by row (BandTable.query sorts its pairs)
             if len(rows) == 0:
                 continue
-            agree = np.count_nonzero(sigs[sig_rows[keep]] == qbytes[rows], axis=1).astype(np.int16)
+            # One split of fragment ids and agreements packed together (agreement <= num_perm < 2**16).
+            packed = fids.astype(np.int64) << 16 | agree
             starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
-            for row, chunk, score in zip(rows[starts].tolist(), np.split(fids, starts[1:]), np.split(agree, starts[1:])):
-                out[row].append((pos, chunk, score))
+            for row, chunk in zip(rows[starts].tolist(), np.split(packed, starts[1:])):
+                out[row].append((pos, chunk))
         return out
 
     def fragment(self, loc: RefLoc) -> tuple[Reference, str, Fragment]:
@@ -281,7 +284,9 @@ def align(s_pr: UnitPrints, s_frag: Fragment, r_pr: UnitPrints, r_frag: Fragment
     for i, j, n in _runs(s_seq, r_seq):
         si, sj = s_frag.tok_start + i, s_frag.tok_start + i + n + k - 2
         ri, rj = r_frag.tok_start + j, r_frag.tok_start + j + n + k - 2
-        block = Block(int(s_pr.lines[si]), int(s_pr.lines[sj]), int(r_pr.lines[ri]), int(r_pr.lines[rj]))
+        # A config's leaves are tokenised in key order, so its lines need not increase (scanner.configs).
+        s_lines, r_lines = s_pr.lines[si:sj + 1], r_pr.lines[ri:rj + 1]
+        block = Block(int(s_lines.min()), int(s_lines.max()), int(r_lines.min()), int(r_lines.max()))
         last = blocks[-1] if blocks else None
         # Merge runs that continue on the same or next line on both sides.
         if last and block.start <= last.end + 1 and block.ref_start <= last.ref_end + 1 and block.ref_start >= last.ref_start:
@@ -318,7 +323,7 @@ def find_matches(units: list[ParsedUnit], prints: list[UnitPrints], corpus: Refe
         ui, fi = owners[row]
         per_unit[ui].append((fi, row))
     order = sorted(per_unit)
-    load = sum(len(fids) for rows in candidates.values() for _, fids, _ in rows)
+    load = sum(len(packed) for rows in candidates.values() for _, packed in rows)
     global _JOB
     _JOB = (units, prints, corpus, candidates, per_unit)
     try:
@@ -352,11 +357,12 @@ def _match_unit(ui: int) -> list[Match]:
     units, prints, corpus, candidates, per_unit = _JOB
     p = corpus.params
     unit, pr = units[ui], prints[ui]
+    config = is_config(unit.path)
     matched: dict[int, Match] = {}
     for fi, row in per_unit[ui]:
         frag = unit.fragments[fi]
         verified = _verify_candidates(corpus, corpus.shingle_sets(pr, frag), candidates[row],
-                                      lambda: _inside_ancestor(unit, fi, matched, corpus))
+                                      lambda: _inside_ancestor(unit, fi, matched, corpus), config)
         if not verified:
             continue
         verified.sort(key=lambda v: _rank(v, corpus))
@@ -391,8 +397,8 @@ def _inside_ancestor(unit: ParsedUnit, fi: int, matched: dict[int, Match], corpu
     return [RefLoc(loc.ref, int(g)) for g in np.unique(ref.groups[inside])]
 
 
-def _verify_candidates(corpus: ReferenceCorpus, s_sets: ShingleSets, locs: list[tuple[int, np.ndarray, np.ndarray]],
-                       inside=lambda: []) -> list[tuple[float, float, RefLoc]]:
+def _verify_candidates(corpus: ReferenceCorpus, s_sets: ShingleSets, locs: list[tuple[int, np.ndarray]],
+                       inside=lambda: [], config: bool = False) -> list[tuple[float, float, RefLoc]]:
     """verify() for every candidate, done once per group of identical reference fragments:
     [(similarity, concrete similarity or -1 where not needed, reference fragment)].
 
@@ -403,13 +409,13 @@ def _verify_candidates(corpus: ReferenceCorpus, s_sets: ShingleSets, locs: list[
     per member where the verdict or the choice of the best copy depends on them.
     """
     p = corpus.params
-    reps = [RefLoc(pos, fid) for pos, fids, _ in locs for fid in fids.tolist()]
+    reps = [RefLoc(pos, fid) for pos, packed in locs for fid in (packed >> 16).tolist()]
     if not reps:
         return []
     if len(reps) > VERIFY_GROUPS:
         # The best estimates, in candidate order among equals; and, so that a copied class's methods
         # stay folded into it, the groups inside the reference code its nearest matched ancestor matched.
-        scores = np.concatenate([score for _, _, score in locs])
+        scores = np.concatenate([packed & 0xFFFF for _, packed in locs])
         best = np.sort(np.argsort(-scores, kind="stable")[:VERIFY_GROUPS])
         kept = [reps[i] for i in best.tolist()]
         reps = kept + [loc for loc in dict.fromkeys(inside()) if loc not in set(kept)]
@@ -420,7 +426,9 @@ def _verify_candidates(corpus: ReferenceCorpus, s_sets: ShingleSets, locs: list[
     for i in np.flatnonzero(sims >= p.min_similarity).tolist():
         rep_loc = reps[i]
         members = [RefLoc(rep_loc.ref, fid) for fid in corpus.refs[rep_loc.ref].members(rep_loc.frag).tolist()]
-        groups.append((float(sims[i]), bool(shared[i] < p.min_shared), members))
+        # A config's abstract channel is its schema, shared by a whole model family: its values
+        # (the concrete channel) must agree too, as for boilerplate code.
+        groups.append((float(sims[i]), config or bool(shared[i] < p.min_shared), members))
     # Names are needed where they decide: a mostly-boilerplate pair must keep most of them (see
     # verify), and they pick the best copy among the most similar.
     best = max([sim for sim, boilerplate, _ in groups if not boilerplate], default=0.0)

@@ -32,6 +32,10 @@ from scanner.match import Match, ReferenceCorpus, RefLoc, descendants, find_matc
 from scanner.parse import Fragment, ParsedUnit
 from scanner.reference import Reference, build_stored
 from scanner.suppress import apply_inline
+from scanner.artifacts import Artifacts
+from scanner.artifacts import collect as collect_artifacts
+from scanner.artifacts import compare as compare_artifacts
+from scanner.configs import is_config
 from scanner.report import OTHER_LOCATIONS, Finding, Location, Report
 from scanner.walk import DEFAULT_MAX_FILE_SIZE, walk_tree
 from signatures.store import FORMAT, EmbeddedStore, IndexStoreError, RedisStore, open_store
@@ -71,6 +75,7 @@ class Tree:
     packages: set[str]  # top-level package names
     homepages: set[str] = field(default_factory=set)  # project URLs declared in package metadata
     source_bytes: int = 0
+    artifacts: Artifacts = field(default_factory=Artifacts)  # model configs, tokenizers, weights
 
     @property
     def license(self) -> str | None:
@@ -119,12 +124,18 @@ def load_tree(acquired: Acquired, name: str | None, options: ScanOptions, status
     repo_licenses, documents = _root_documents(acquired.root, walked.other_files)
     packages = {_top_package(u.path) for u in units} - {None}
     skipped = [{"path": s.path, "reason": s.reason} for s in walked.skipped]
+    if status and only is None:
+        status(f"reading the model artifacts of {acquired.source}")
+    # The hook checks the files it is given: their model configs, not the tokenizers and weights.
+    artifacts = collect_artifacts(acquired.root, walked.other_files if only is None else [],
+                                  [(d.unit.path, d.architecture) for d in done if d.architecture])
+    skipped += artifacts.skipped
     skipped += [{"path": "", "reason": note} for note in acquired.notes]
     skipped += [{"path": path, "reason": "ignored by the project configuration"} for path in ignored]
     files = len({u.path for u in sources}) if includes or ignored or only is not None else walked.files
     return Tree(name or acquired.name, acquired, units, prints, files, skipped, notes, file_info,
                 repo_licenses, documents, packages, _metadata_urls(acquired.root, walked.other_files),
-                sum(len(s.data) for s in sources))
+                sum(len(s.data) for s in sources), artifacts)
 
 
 def default_index(options: ScanOptions) -> str:
@@ -276,8 +287,12 @@ def scan(source: str, references: list[tuple[str | None, str]], options: ScanOpt
     progress = (lambda done, total: status("matching", done, total)) if status else None
     matches = find_matches(scanned.units, scanned.prints, corpus, progress,
                            workers=options.workers if options.workers is not None else default_workers())
+    # A model's config.json is judged by its architecture (config-copy), not as text.
+    model_configs = {c["path"] for c in scanned.artifacts.configs}
+    matches = [m for m in matches if scanned.units[m.unit].path not in model_configs]
     findings = _copy_findings(scanned, corpus, matches)
     findings += _notice_findings(scanned, corpus, matches, findings)
+    findings += _artifact_findings(scanned, corpus)
     if options.missing_license:
         findings += _missing_license_findings(scanned)
     if options.require_spdx or options.copyright_holders:
@@ -500,6 +515,48 @@ def _notice_findings(scanned: Tree, corpus: ReferenceCorpus, matches: list[Match
     return out
 
 
+# Severity of an artifact finding nothing credits; one the repository credits is a note.
+_ARTIFACT_SEVERITY = {"weight-copy": "error", "weight-lineage": "error", "tokenizer-copy": "warning",
+                      "tokenizer-derived": "warning", "config-copy": "warning"}
+
+
+def _artifact_findings(scanned: Tree, corpus: ReferenceCorpus) -> list[Finding]:
+    """Configs, tokenizers and weights related to a reference's, and configs contradicting their
+    own weights. Artifacts carry no comments: their credit is the repository's (model card,
+    NOTICE, README naming the reference)."""
+    out: list[Finding] = []
+    for m in scanned.artifacts.mismatches:
+        c = m["contradiction"]
+        out.append(Finding(
+            id=_finding_id("config-mismatch", m["path"], c.field, c.tensor_name), kind="config-mismatch",
+            severity="warning", path=m["path"], cell=None, start_line=1, end_line=1, symbol=c.field,
+            clone_type=None, similarity=None, similarity_concrete=None, reference=None, attribution=None,
+            message=f"{c.message} (weights in {m['weights']}): the config does not describe these weights.",
+            details={"field": c.field, "declared": c.declared, "stored": _plain(c.stored), "tensor": c.tensor_name}))
+    if not scanned.artifacts:
+        return out
+    refs = [(ref.name, ref.artifacts) for ref in corpus.refs]
+    by_name = {ref.name: ref for ref in corpus.refs}
+    for m in compare_artifacts(scanned.artifacts, refs):
+        ref = by_name[m.reference]
+        evidence = repo_evidence(scanned.documents, ref.terms())
+        attribution = Attribution("attributed", evidence) if evidence else Attribution("unattributed", [])
+        severity = "note" if evidence else _ARTIFACT_SEVERITY[m.kind]
+        credit = ("" if evidence else
+                  f" Nothing in the repository credits {ref.name}: name it, with its licence, in the model card or NOTICE.")
+        out.append(Finding(
+            id=_finding_id(m.kind, m.path, ref.name, m.reference_path), kind=m.kind, severity=severity,
+            path=m.path, cell=None, start_line=1, end_line=1, symbol=None, clone_type=None, similarity=None,
+            similarity_concrete=None,
+            reference=Location(ref.name, m.reference_path, 1, 1, None, None, ref.license, ref.repo_holders),
+            attribution=attribution, message=m.message + credit, details=m.details))
+    return out
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
 def _policy_findings(scanned: Tree, options: ScanOptions) -> list[Finding]:
     """The project's licence policy: an SPDX id in every file, a given copyright holder in every file."""
     out = []
@@ -524,8 +581,8 @@ def _policy_findings(scanned: Tree, options: ScanOptions) -> list[Finding]:
 
 
 def _has_code(scanned: Tree, path: str) -> bool:
-    """Empty files (e.g. a bare __init__.py) need no notice."""
-    return any(len(pr.abs_tok) for u, pr in zip(scanned.units, scanned.prints) if u.path == path)
+    """Empty files (e.g. a bare __init__.py) need no notice, nor do configs (JSON cannot hold one)."""
+    return not is_config(path) and any(len(pr.abs_tok) for u, pr in zip(scanned.units, scanned.prints) if u.path == path)
 
 
 def _missing_license_findings(scanned: Tree) -> list[Finding]:

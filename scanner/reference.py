@@ -15,6 +15,7 @@ from functools import cached_property
 
 import numpy as np
 
+from scanner.artifacts import Artifacts, from_record, to_record
 from scanner.attribute import ReferenceTerms, url_key
 from scanner.fingerprint import Params, UnitPrints
 from scanner.licenses import Copyright
@@ -22,11 +23,11 @@ from scanner.parse import Fragment
 from signatures.lsh import BandTable, band_keys, band_params
 from signatures.store import StoredReference
 
-KINDS = ("module", "cell", "class", "function", "method")
+KINDS = ("module", "cell", "class", "function", "method", "section")  # codes are stored: append only
 # Only like is compared with like: module with module, class with class, function or method
-# with function or method. A module whose bulk is one copied class is explained by the class,
-# not by "this module resembles that class".
-LEVELS = (0, 0, 1, 2, 2)
+# with function or method, a config section with a config section. A module whose bulk is one
+# copied class is explained by the class, not by "this module resembles that class".
+LEVELS = (0, 0, 1, 2, 2, 3)
 _KIND_CODE = {k: i for i, k in enumerate(KINDS)}
 # Columns of the "frags" array.
 _UNIT, _KIND, _START, _END, _TOK_START, _TOK_END, _PARENT = range(7)
@@ -109,6 +110,8 @@ def build_stored(tree, params: Params, *, includes: list[str] | None = None, pre
         "band_keys": table.keys, "band_ids": table.ids,
         "df_values": df_values, "df_counts": df_counts, "groups": groups,
         "member_fids": member_fids, "member_reps": groups[member_fids],
+        # Model configs, tokenizers and weights, as one JSON record (scanner.artifacts).
+        "artifacts": np.frombuffer(to_record(tree.artifacts), dtype=np.uint8),
     }
     return StoredReference(meta, arrays)
 
@@ -264,6 +267,12 @@ class Reference:
         reps = self.arrays["member_reps"]
         key = reps.dtype.type(rep)  # a scalar of the array's type: no cast of the whole array per call
         return self.arrays["member_fids"][reps.searchsorted(key, "left"):reps.searchsorted(key, "right")]
+
+    @cached_property
+    def artifacts(self) -> Artifacts:
+        """Its model configs, tokenizers and weights (none in an index built before they were kept)."""
+        record = self.arrays.get("artifacts")
+        return Artifacts() if record is None else from_record(np.asarray(record).tobytes())
 
     @cached_property
     def band_table(self) -> BandTable:

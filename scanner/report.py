@@ -72,6 +72,7 @@ class Finding:
     members: list[dict] = field(default_factory=list)
     other_locations: list[Location] = field(default_factory=list)  # the first OTHER_LOCATIONS, best first
     other_count: int = 0  # all other reference locations holding the same code
+    details: dict = field(default_factory=dict)  # artifact findings: the measurements behind the verdict
 
     def to_dict(self) -> dict:
         out = {
@@ -94,7 +95,9 @@ class Finding:
             out["matched_lines"] = self.matched_lines
         if self.members:
             out["members"] = self.members
-        if self.reference is not None and self.kind.endswith("-copy"):
+        if self.details:
+            out["details"] = self.details
+        if self.reference is not None and self.kind in ("attributed-copy", "unattributed-copy"):
             out["other_locations"] = {"count": self.other_count,
                                       "locations": [o.to_dict() for o in self.other_locations]}
         return out
@@ -152,3 +155,24 @@ class Report:
         if fail_on == "any":
             return 1 if self.findings else 0
         return 1 if any(f.severity == "error" for f in self.findings) else 0
+
+
+def write_text_atomic(path, text: str) -> None:
+    """Write a report or baseline whole or not at all: a full disk or a kill leaves the previous
+    file (or none), never a truncated one."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent if str(target.parent) else ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

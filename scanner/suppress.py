@@ -76,7 +76,8 @@ BASELINE_SCHEMA = "provscan/baseline/v1"
 def write_baseline(report, path) -> int:
     import datetime
     import json
-    from pathlib import Path
+
+    from scanner.report import write_text_atomic
 
     entries = [{"id": f.id, "kind": f.kind, "path": f.path, "symbol": f.symbol,
                 "reference": f"{f.reference.name}:{f.reference.path}" if f.reference else None}
@@ -84,7 +85,7 @@ def write_baseline(report, path) -> int:
     doc = {"schema": BASELINE_SCHEMA, "tool_version": report.tool_version,
            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "source": report.scanned.get("source"), "findings": entries}
-    Path(path).write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_text_atomic(path, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     return len(entries)
 
 

@@ -32,6 +32,7 @@ import json
 import os
 import re
 import shutil
+import struct
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,9 @@ import numpy as np
 
 from scanner.errors import ProvscanError
 
-FORMAT = "provscan-index/2"
+# 3: parser fixes changed some token streams (docstrings after comments, decorators next to
+# dedented comments) and references keep their model artifacts: older indexes are rebuilt.
+FORMAT = "provscan-index/3"
 MANIFEST = "provscan-index.json"
 
 
@@ -115,14 +118,15 @@ class FileChecks:
         entries = self._load()
         if len(entries) > self._LIMIT:  # forget files that are gone (removed references)
             entries = {k: v for k, v in entries.items() if os.path.exists(k)}
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
             tmp.write_text(json.dumps(entries), encoding="utf-8")
             os.replace(tmp, self.path)
             self._dirty = False
-        except OSError:
-            pass  # a read-only cache: the next run checks again
+        except OSError:  # a read-only or full cache: the next run checks again
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -243,10 +247,9 @@ class EmbeddedStore:
     def _lock(self, name: str = ".lock", shared: bool = False):
         import fcntl
 
-        if not self.path.exists():
-            if shared and name == ".lock":  # a reader of an index that does not exist yet
-                yield
-                return
+        if shared and name == ".lock" and not self.path.exists():  # a reader of an index not made yet
+            yield
+            return
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path / name, os.O_RDWR | os.O_CREAT, 0o644)
@@ -433,6 +436,14 @@ class RedisStore:
                           params=band_params(self.params["lsh_threshold"], self.params["num_perm"]),
                           storage_config=config, prepickle=False)
 
+    def _bucket_key(self, band: int, values: np.ndarray) -> bytes:
+        """The Redis key of datasketch's LSH bucket for these band values, computed here so that a scan
+        does not import datasketch (whose import of scipy costs more than a second of start-up):
+        MinHashLSH names table j `<basename>_bucket_<j as big-endian u16>`, and a bucket that name
+        plus the band's uint32 values byte-swapped (`MinHashLSH._byteswap`)."""
+        return (self._key("lsh") + b"_bucket_" + struct.pack(">H", band)
+                + np.asarray(values, dtype=np.uint32).byteswap().tobytes())
+
     def exists(self) -> bool:
         with self._guard("reading the manifest"):
             return bool(self._redis.exists(self._key("manifest")))
@@ -546,14 +557,12 @@ class RedisStore:
 
         b, r = band_params(self.params["lsh_threshold"], self.params["num_perm"])
         position = {ref.id: i for i, ref in enumerate(stored)}
-        lsh = self._lsh()
         rows, refs, fids = [], [], []
         with self._guard("querying"):
             pipe = self._redis.pipeline(transaction=False)
             for q in range(qsigs.shape[0]):
-                for j, table in enumerate(lsh.hashtables):
-                    band = np.asarray(qsigs[q, j * r:(j + 1) * r], dtype=np.uint32)
-                    pipe.smembers(table.redis_key(lsh._H(band)))
+                for j in range(b):
+                    pipe.smembers(self._bucket_key(j, qsigs[q, j * r:(j + 1) * r]))
             replies = pipe.execute()
         for i, members in enumerate(replies):
             for key in members:

@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from scanner.parse import Fragment, ParsedUnit
+from scanner.parse import Fragment, ParsedUnit, decode_source, error_lines
 from scanner.walk import SourceUnit
 
 # -- which files ------------------------------------------------------------------------------------
@@ -705,24 +705,6 @@ def _toml_tree(root, comments) -> list[_Node]:
 
 # -- parsing ------------------------------------------------------------------------------------------
 
-def _error_lines(root) -> list[int]:
-    """Lines of ERROR and MISSING nodes; descends only into subtrees that have errors.
-    (The same walk as scanner.parse's, kept here so that this module depends on its public API only.)"""
-    if not root.has_error:
-        return []
-    lines: set[int] = set()
-    cursor = root.walk()
-    while True:
-        node = cursor.node
-        if node.type == "ERROR" or node.is_missing:
-            lines.add(node.start_point[0] + 1)
-        if node.has_error and cursor.goto_first_child():
-            continue
-        while not cursor.goto_next_sibling():
-            if not cursor.goto_parent():
-                return sorted(lines)
-
-
 @dataclass
 class _Parsed:
     fmt: str
@@ -734,12 +716,7 @@ class _Parsed:
 
 
 def _parse(data: bytes, fmt: str) -> _Parsed:
-    try:
-        text = data.decode("utf-8")
-        invalid = False
-    except UnicodeDecodeError:
-        text = data.decode("utf-8", errors="replace")
-        invalid = True
+    text, invalid = decode_source(data)
     if fmt == "yaml":
         docs, comments, errors = _parse_yaml(data)
         return _Parsed(fmt, text, invalid, docs, sorted(comments), errors)
@@ -757,7 +734,7 @@ def _parse(data: bytes, fmt: str) -> _Parsed:
     else:
         root = _parser(fmt).parse(data).root_node
         docs = _toml_tree(root, comments)
-    return _Parsed(fmt, text, invalid, docs, sorted(comments), _error_lines(root))
+    return _Parsed(fmt, text, invalid, docs, sorted(comments), error_lines(root))
 
 
 # tree-sitter-yaml 0.7.2's scanner writes its indentation stack (4 bytes a level) into tree-sitter's
@@ -841,7 +818,7 @@ def _parse_yaml(data: bytes) -> tuple[list[_Node], list[tuple[int, str]], list[i
         root = _parser("yaml").parse(b"\n".join(lines[first:end])).root_node
         piece_comments: list[tuple[int, str]] = []
         piece = _yaml_tree(root, piece_comments)
-        errors.extend(line + first for line in _error_lines(root))
+        errors.extend(line + first for line in error_lines(root))
         if forced:
             errors.append(first + 1)  # read on, but without the nesting it continues
         comments.extend((line + first, text) for line, text in piece_comments)

@@ -252,7 +252,7 @@ def _lex(data: bytes, docstrings: list[tuple[int, int]]) -> _Tokens:
     return _Tokens(abstract, concrete, lines, comments)
 
 
-def _error_lines(root) -> list[int]:
+def error_lines(root) -> list[int]:
     """Lines of ERROR and MISSING nodes; descends only into subtrees that have errors."""
     if not root.has_error:
         return []
@@ -290,16 +290,19 @@ def _first_statement(body):
     return None
 
 
+def decode_source(data: bytes) -> tuple[str, bool]:
+    """(text, whether invalid UTF-8 was replaced)."""
+    try:
+        return data.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return data.decode("utf-8", errors="replace"), True
+
+
 def parse_unit(unit: SourceUnit) -> ParsedUnit:
     from tree_sitter import QueryCursor
 
     data = unit.data
-    try:
-        text = data.decode("utf-8")
-        invalid = False
-    except UnicodeDecodeError:
-        text = data.decode("utf-8", errors="replace")
-        invalid = True
+    text, invalid = decode_source(data)
     root = _parser().parse(data).root_node
     if root.has_error and b"#" in data:
         # tree-sitter-python mis-parses some valid code around comments (a comment line indented
@@ -350,4 +353,4 @@ def parse_unit(unit: SourceUnit) -> ParsedUnit:
         fragments.append(Fragment(kind, qualified, start_line, end_line, tok_start, tok_end, parent, len(stack) + 1))
         stack.append((node.end_byte, len(fragments) - 1, name))
     return ParsedUnit(unit.path, unit.cell, text, toks.abstract, toks.concrete, lines, fragments, comments,
-                      imports, _error_lines(root), invalid)
+                      imports, error_lines(root), invalid)

@@ -23,6 +23,18 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("PROVSCAN_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
 
 
+def need(module: str):
+    """A test dependency: imported, or the test fails in CI (CI=true) and skips elsewhere."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{module} is a test dependency (pip install -e '.[test]')")
+        pytest.skip(f"{module} is not installed")
+
+
 def git_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(GIT_AUTHOR_NAME="Test", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="Test",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, scan_json
+from tests.conftest import git, need, scan_json
 from tests.test_vocab import ADDED, TEXT_A, TEXT_B, _bpe
 from tests.test_weights import derive, make_model
 
@@ -22,15 +22,7 @@ LLAMA_LIKE = {
 
 
 def _safetensors():
-    import os
-
-    try:
-        import safetensors.numpy as stn
-    except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail("safetensors is not installed (pip install -e '.[test]')")
-        pytest.skip("safetensors is not installed")
-    return stn
+    return need("safetensors.numpy")
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +170,30 @@ def test_config_that_contradicts_its_own_weights(tmp_path, parts):
     assert set(mismatches) == {"num_hidden_layers", "vocab_size"}
     assert mismatches["vocab_size"]["details"]["declared"] == 512 and mismatches["vocab_size"]["details"]["stored"] == 256
     assert all(f["severity"] == "warning" and f["path"] == "model/config.json" for f in mismatches.values())
+
+
+def test_artifact_findings_in_every_output_format(tmp_path, parts, reference):
+    import jsonschema
+
+    from scanner.cli import main
+    from scanner.report import report_schema
+
+    sus = _model_dir(tmp_path / "zeta", parts, parts["C"], "extended.json",
+                     {**RENAMED, "vocab_size": 300}, _safetensors())  # and a config-mismatch
+    kinds = {"config-copy", "config-mismatch", "tokenizer-copy", "weight-lineage"}
+    out = {}
+    for fmt in ("json", "sarif", "markdown", "html", "github", "text"):
+        target = tmp_path / f"report.{fmt}"
+        assert main(["scan", str(sus), "--reference", reference, "--format", fmt, "--output", str(target)]) == 1
+        out[fmt] = target.read_text(encoding="utf-8")
+    report = json.loads(out["json"])
+    # config-copy needs every shared field equal: with vocab_size changed it is gone, the mismatch is there.
+    assert {f["kind"] for f in report["findings"]} == kinds - {"config-copy"}
+    jsonschema.validate(report, report_schema())
+    sarif = json.loads(out["sarif"])
+    rules = {r["id"]: r for r in sarif["runs"][0]["tool"]["driver"]["rules"]}
+    assert {r["ruleId"] for r in sarif["runs"][0]["results"]} == kinds - {"config-copy"}
+    assert all(rules[k]["help"]["text"] and rules[k]["shortDescription"]["text"] != k for k in kinds - {"config-copy"})
+    for fmt in ("markdown", "html", "github", "text"):
+        for kind in kinds - {"config-copy"}:
+            assert kind in out[fmt], (fmt, kind)

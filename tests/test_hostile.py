@@ -28,7 +28,6 @@ tar.gz bomb ~6 s (inflated through to reach the next member). The whole file: ab
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import os
 import re
@@ -53,6 +52,7 @@ import pytest
 
 from scanner import walk
 from tests.fixtures import OTHER_ATTENTION, REF_ATTENTION, REF_HEADER, renamed_attention
+from tests.test_acquire import _tar, _ti
 
 ROOT = Path(__file__).resolve().parents[1]
 MiB = 1024 * 1024
@@ -659,20 +659,8 @@ INJECTIONS = {
 # --------------------------------------------------------------------------- cases: packages (pypi:)
 
 
-def _tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> None:
-    with tarfile.open(path, "w:gz") as tf:
-        for ti, data in members:
-            if data is not None:
-                ti.size = len(data)
-            tf.addfile(ti, io.BytesIO(data) if data is not None else None)
 
 
-def _ti(name: str, kind: bytes = tarfile.REGTYPE, **kw: object) -> tarfile.TarInfo:
-    ti = tarfile.TarInfo(name)
-    ti.type = kind
-    for k, v in kw.items():
-        setattr(ti, k, v)
-    return ti
 
 
 def _wheel_meta() -> list[tuple[str, bytes]]:

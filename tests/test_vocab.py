@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import need
 from scanner import vocab as V
 from scanner.errors import ProvscanError
 from scanner.vocab import (
@@ -38,13 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI") == "true"
 
 
-def _need(module: str):
-    try:
-        return __import__(module)
-    except ImportError:
-        if IN_CI:
-            pytest.fail(f"{module} is a test dependency (pip install '.[test]')")
-        pytest.skip(f"{module} not installed")
+_need = need
 
 
 # --- generated text --------------------------------------------------------------------------

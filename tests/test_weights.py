@@ -25,19 +25,14 @@ import pytest
 import xxhash
 
 from scanner import weights as W
+from tests.conftest import need
 from scanner.errors import ProvscanError
 from scanner.weights import TensorInfo, WeightsError, WeightsFingerprint
 
 
 @pytest.fixture(scope="module")
 def st():
-    try:
-        import safetensors.numpy as stn
-    except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail("safetensors is not installed (pip install -e '.[test]')")
-        pytest.skip("safetensors is not installed")
-    return stn
+    return need("safetensors.numpy")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -308,9 +308,13 @@ def parse_unit(unit: SourceUnit) -> ParsedUnit:
         # tree-sitter-python mis-parses some valid code around comments (a comment line indented
         # less than the block, between a decorator and its def, turns the decorator into an ERROR).
         # Comments carry no structure: when the code parses cleanly without them, use that tree.
-        retry = _parser().parse(_blank_comments(data)).root_node
-        if not retry.has_error:
-            root = retry
+        # One tree at a time (a large broken file's tree is most of its memory): the first is
+        # dropped before the retry and parsed again only if the retry fails too.
+        root = None
+        root = _parser().parse(_blank_comments(data)).root_node
+        if root.has_error:
+            root = None
+            root = _parser().parse(data).root_node
     captures = QueryCursor(_query()).captures(root)
     defs = sorted(captures.get("def", []), key=lambda n: (n.start_byte, -n.end_byte))
     comments: list[tuple[int, str]] = []

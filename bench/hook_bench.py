@@ -32,6 +32,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=7)
     args = ap.parse_args()
     env = {**os.environ, "PROVSCAN_CACHE_DIR": str(CACHE / "provscan")}
+    # As installed: byte-code cached (pip compiles it at install; some sandboxes disable writing it,
+    # which would make every run recompile provscan's modules).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     os.environ.update(env)
     from scanner.acquire import acquire
 

@@ -43,9 +43,11 @@ def collect(root, other_files: list[str], configs: list[tuple[str, dict]], *, we
     """The artifacts of an acquired tree. other_files: its non-source files (relative paths of
     regular files inside root, from scanner.walk); configs: (path, architecture) of its model
     configs."""
+    art = Artifacts(configs=[{"path": p, "architecture": a} for p, a in configs])
+    if not other_files:  # the hook: its configs only, and none of the modules below imported
+        return art
     from scanner import vocab
 
-    art = Artifacts(configs=[{"path": p, "architecture": a} for p, a in configs])
     for group in vocab.find_tokenizers(root, other_files):
         where = group.files[0] if len(group.files) == 1 else (group.directory or ".")
         try:
@@ -125,20 +127,23 @@ class ArtifactRecordError(ProvscanError):
 
 
 def from_record(data: bytes) -> Artifacts:
-    from scanner.vocab import VocabFingerprint
-    from scanner.weights import WeightsFingerprint
-
     try:
         doc = json.loads(bytes(data).decode("utf-8"))
         if not isinstance(doc, dict) or doc.get("format") != RECORD_FORMAT:
             raise ValueError("unknown format")
-        return Artifacts(
-            configs=[{"path": str(c["path"]), "architecture": dict(c["architecture"])} for c in doc["configs"]],
-            tokenizers=[{"path": str(t["path"]), "format": str(t["format"]),
-                         "fingerprint": VocabFingerprint.from_json(t["fingerprint"])} for t in doc["tokenizers"]],
-            weights=[{"path": str(x["path"]), "fingerprint": WeightsFingerprint.from_dict(x["fingerprint"])}
-                     for x in doc["weights"]],
-        )
+        art = Artifacts(configs=[{"path": str(c["path"]), "architecture": dict(c["architecture"])}
+                                 for c in doc["configs"]])
+        if doc["tokenizers"]:
+            from scanner.vocab import VocabFingerprint
+
+            art.tokenizers = [{"path": str(t["path"]), "format": str(t["format"]),
+                               "fingerprint": VocabFingerprint.from_json(t["fingerprint"])} for t in doc["tokenizers"]]
+        if doc["weights"]:
+            from scanner.weights import WeightsFingerprint
+
+            art.weights = [{"path": str(x["path"]), "fingerprint": WeightsFingerprint.from_dict(x["fingerprint"])}
+                           for x in doc["weights"]]
+        return art
     except (ValueError, KeyError, TypeError, ProvscanError) as exc:
         raise ArtifactRecordError(f"the stored artifacts record is corrupt ({str(exc)[:120]}); "
                                   "remove and re-add the reference") from None
@@ -162,8 +167,6 @@ def compare(scanned: Artifacts, references: list[tuple[str, Artifacts]]) -> list
     """Every scanned artifact against every reference's artifacts of the same type; for each
     scanned artifact and reference, the closest related one."""
     from scanner import configs as cfg
-    from scanner import vocab
-    from scanner import weights as w
 
     out: list[ArtifactMatch] = []
     for name, ref in references:
@@ -181,6 +184,8 @@ def compare(scanned: Artifacts, references: list[tuple[str, Artifacts]]) -> list
                     "identical": c.identical, "differing": {k: list(v) for k, v in c.differing.items()},
                     "renamed": {k: list(v) for k, v in c.renamed.items()}, "distinctive": list(c.distinctive)}))
         for s in scanned.tokenizers:
+            from scanner import vocab  # here, not above: the hook has no tokenizers and need not import it
+
             best = None
             for r in ref.tokenizers:
                 c = vocab.compare(s["fingerprint"], r["fingerprint"])
@@ -193,6 +198,8 @@ def compare(scanned: Artifacts, references: list[tuple[str, Artifacts]]) -> list
                 _, r, c = best
                 out.append(ArtifactMatch(c.finding_kind, s["path"], name, r["path"], c.reason, c.to_json()))
         for s in scanned.weights:
+            from scanner import weights as w
+
             # Unrelated models for the null: the weights of the other references.
             baseline = [x["fingerprint"] for other, art in references if other != name for x in art.weights]
             for r in ref.weights:

@@ -20,9 +20,10 @@ from scanner.parse import Fragment, ParsedUnit
 from scanner.reference import KINDS, LEVELS, Reference
 from signatures.lsh import band_keys, band_params
 
-# Candidate groups verified exactly per scanned fragment, the best estimates first. Most code has a
-# handful; in transformers a fragment may have 100+ near-copies, and verifying them all made the
-# scan of an older transformers 4x slower without changing which reference code is reported.
+# Candidate groups verified exactly at a time per scanned fragment, the best estimates first, until
+# one verifies. Most code has a handful; in transformers a fragment may have 100+ near-copies, and
+# verifying them all made the scan of an older transformers much slower without changing which
+# reference code is reported.
 VERIFY_GROUPS = 32
 # A MinHash estimate this far below the threshold (4.5 standard deviations at 128 permutations)
 # never belongs to a pair that exact verification would keep: such candidates are dropped early.
@@ -408,17 +409,30 @@ def _verify_candidates(corpus: ReferenceCorpus, s_sets: ShingleSets, locs: list[
     concatenated shingles). Names (the concrete channel) may differ per copy: they are compared
     per member where the verdict or the choice of the best copy depends on them.
     """
-    p = corpus.params
     reps = [RefLoc(pos, fid) for pos, packed in locs for fid in (packed >> 16).tolist()]
+    if len(reps) <= VERIFY_GROUPS:
+        return _verify_groups(corpus, s_sets, reps, config)
+    # The best estimates first, VERIFY_GROUPS at a time, until a batch verifies: the highest estimates
+    # are often shared boilerplate that the exact check rejects, and the copy sits further down.
+    # The first batch also holds, so that a copied class's methods stay folded into it, the groups
+    # inside the reference code the fragment's nearest matched ancestor matched.
+    scores = np.concatenate([packed & 0xFFFF for _, packed in locs])
+    order = np.argsort(-scores, kind="stable")
+    for start in range(0, len(order), VERIFY_GROUPS):
+        batch = [reps[i] for i in np.sort(order[start:start + VERIFY_GROUPS]).tolist()]
+        if start == 0:
+            batch += [loc for loc in dict.fromkeys(inside()) if loc not in set(batch)]
+        verified = _verify_groups(corpus, s_sets, batch, config)
+        if verified:
+            return verified
+    return []
+
+
+def _verify_groups(corpus: ReferenceCorpus, s_sets: ShingleSets, reps: list[RefLoc],
+                   config: bool) -> list[tuple[float, float, RefLoc]]:
+    p = corpus.params
     if not reps:
         return []
-    if len(reps) > VERIFY_GROUPS:
-        # The best estimates, in candidate order among equals; and, so that a copied class's methods
-        # stay folded into it, the groups inside the reference code its nearest matched ancestor matched.
-        scores = np.concatenate([packed & 0xFFFF for _, packed in locs])
-        best = np.sort(np.argsort(-scores, kind="stable")[:VERIFY_GROUPS])
-        kept = [reps[i] for i in best.tolist()]
-        reps = kept + [loc for loc in dict.fromkeys(inside()) if loc not in set(kept)]
     sets = [corpus.abstract_sets(loc) for loc in reps]
     sims, _ = _jaccard_many(s_sets.abstract, [a for a, _ in sets])
     _, shared = _jaccard_many(s_sets.informative, [i for _, i in sets])

@@ -378,3 +378,29 @@ def test_capped_verification_keeps_methods_folded_into_their_class(tmp_path, mon
     capped = findings()
     assert ("Holder.load_balancing_loss", "Holder.load_balancing_loss") in capped[0][2]
     assert capped == uncapped and len(capped) == 1
+
+
+def test_verification_goes_past_a_batch_that_the_exact_check_rejects(tmp_path, monkeypatch):
+    """The highest MinHash estimates are often shared boilerplate that exact verification rejects:
+    the next batch is verified then, so a copy ranked lower by its estimate is still found."""
+    import numpy as np
+
+    import scanner.match as M
+    from scanner.acquire import acquire
+    from scanner.pipeline import ScanOptions, load_references, load_tree
+
+    ref_dir = write_tree(tmp_path / "ref", {"a/loss.py": LOSS_BODY, "b/attn.py": OTHER_ATTENTION})
+    options = ScanOptions()
+    refs, _ = load_references([(None, str(ref_dir))], options)
+    corpus = M.ReferenceCorpus(options.params, refs)
+    symbols = refs[0].meta["symbols"]
+    copy, decoy = symbols.index("load_balancing_loss"), symbols.index("FusedSelfAttention.forward")
+    scanned = load_tree(acquire(str(write_tree(tmp_path / "s", {"mine.py": LOSS_BODY}))), None, options)
+    unit, prints = scanned.units[0], scanned.prints[0]
+    frag = next(f for f in unit.fragments if f.symbol == "load_balancing_loss")
+    sets = corpus.shingle_sets(prints, frag)
+    # The decoy is estimated far above the copy; only one group is verified at a time.
+    locs = [(0, np.array([decoy << 16 | 120, copy << 16 | 40], dtype=np.int64))]
+    monkeypatch.setattr(M, "VERIFY_GROUPS", 1)
+    verified = M._verify_candidates(corpus, sets, locs)
+    assert [(loc.frag, sim) for sim, _, loc in verified] == [(copy, 1.0)]

@@ -35,6 +35,7 @@ CACHE = BENCH / "cache"
 WORK = CACHE / "accuracy"
 sys.path.insert(0, str(ROOT))
 
+from signatures.store import FORMAT as STORE_FORMAT  # noqa: E402  (cached indexes follow the format)
 from bench.accuracy.labels import collect, folder, framework, negatives  # noqa: E402
 from bench.accuracy.obfuscate import TRANSFORMS, obfuscate  # noqa: E402
 from scanner.fingerprint import Params, eligible  # noqa: E402
@@ -139,7 +140,7 @@ def provscan_index(tag: str, ref_dir: Path, params: Params) -> Path:
     from scanner.index import add
     from scanner.pipeline import ScanOptions
 
-    key = xxhash.xxh64_hexdigest(json.dumps(params.index_key(), sort_keys=True).encode())
+    key = xxhash.xxh64_hexdigest(json.dumps([params.index_key(), STORE_FORMAT], sort_keys=True).encode())
     index = WORK / "index" / f"{tag}-{key}"
     if not index.exists():
         tmp = index.with_name(index.name + ".tmp")
@@ -382,7 +383,7 @@ def obfuscation_eval(corpus: Corpus, name: str, folds, params: Params, sample: i
         failed = []
         for i, (scanned, reference) in enumerate(folds):
             mine = [(n, a, b) for n, (j, a, b) in enumerate(jobs) if j == i]
-            key = xxhash.xxh64_hexdigest(json.dumps(params.index_key(), sort_keys=True).encode())
+            key = xxhash.xxh64_hexdigest(json.dumps([params.index_key(), STORE_FORMAT], sort_keys=True).encode())
             scan_dir = WORK / "trees" / f"obf-{name}-{transform}-{i}-{sample}-{key}"  # the sample depends on eligibility
             if not scan_dir.exists():
                 tmp = scan_dir.with_name(scan_dir.name + ".tmp")

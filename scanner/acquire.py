@@ -408,18 +408,11 @@ def _find_gitdir(work_tree: Path) -> Path | None:
 
 
 def _open_regular(path: Path):
-    """A text stream on a regular file, opened without blocking or following a final symlink:
-    a scanned tree's .git/HEAD may be a FIFO (an open would wait forever) or a device."""
-    import stat
+    """A text stream on a regular file (walk.open_regular): a scanned tree's .git/HEAD may be a
+    FIFO (an open would wait forever) or a device."""
+    from scanner.walk import open_regular
 
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(f"not a regular file: {path}")
-        return open(fd, encoding="utf-8", closefd=True)
-    except BaseException:
-        os.close(fd)
-        raise
+    return open(open_regular(path), encoding="utf-8", closefd=True)
 
 
 def _read_small(path: Path, limit: int = 4096) -> str:

@@ -39,7 +39,6 @@ import errno
 import json
 import os
 import re
-import stat
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -48,6 +47,7 @@ import numpy as np
 import xxhash
 
 from scanner.errors import ProvscanError
+from scanner.walk import FileTooLarge, NotRegularFile, open_regular, read_regular
 from signatures.minhash import MinHasher, to_hash32
 
 
@@ -109,7 +109,6 @@ EXTENDED_MIN_KEPT = 0.999
 # Below this many shared learned tokens no id-based verdict is given (too little evidence).
 MIN_SHARED_LEARNED = 20
 
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 # =============================================================================================
@@ -140,12 +139,10 @@ _TIKTOKEN_LINE = re.compile(rb"^[A-Za-z0-9+/=]+ [0-9]+\r?$")
 
 def _sniff(root: Path, rel: str, size: int = 256) -> bytes:
     try:
-        fd = os.open(root / rel, _OPEN_FLAGS)
+        fd = open_regular(root / rel)
     except OSError:
         return b""
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return b""
         return os.read(fd, size)
     finally:
         os.close(fd)
@@ -256,28 +253,16 @@ def token_text(token: bytes | None) -> str:
 def _read_capped(path: Path, limit: int) -> bytes:
     """A regular file's bytes, refusing symlinks, devices, FIFOs and anything above ``limit``."""
     try:
-        fd = os.open(path, _OPEN_FLAGS)
+        return read_regular(path, limit)
+    except FileTooLarge as exc:
+        if exc.grew:
+            raise VocabError(f"{path}: grew past the {_size(limit)} limit while being read") from None
+        raise VocabError(f"{path}: {_size(exc.size)}, over the {_size(limit)} limit for a tokenizer file") from None
+    except NotRegularFile:
+        raise VocabError(f"{path}: not a regular file") from None
     except OSError as exc:
         reason = "a symlink" if exc.errno == errno.ELOOP or path.is_symlink() else (exc.strerror or str(exc))
         raise VocabError(f"{path}: cannot open ({reason})") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise VocabError(f"{path}: not a regular file")
-        if st.st_size > limit:
-            raise VocabError(f"{path}: {_size(st.st_size)}, over the {_size(limit)} limit for a tokenizer file")
-        chunks, total = [], 0
-        while True:
-            chunk = os.read(fd, min(1 << 20, limit + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > limit:
-                raise VocabError(f"{path}: grew past the {_size(limit)} limit while being read")
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
 
 
 def _size(n: int) -> str:

@@ -173,20 +173,42 @@ class _Skipped:
         return self.items + [Skip("", f"{n} more file(s) not listed: {reason}") for reason, n in self.more.items()]
 
 
-def _read_regular(path: str, cap: int) -> bytes:
-    """The bytes of a regular file of at most cap bytes. Opens without following a symlink and
-    without blocking (a FIFO swapped in after the directory was listed), checks the type on the
-    open file, and never reads more than cap + 1 bytes (a file that grows while read)."""
+class NotRegularFile(OSError):
+    """A path that is a FIFO, device, socket or directory, not a file."""
+
+
+class FileTooLarge(OSError):
+    """A file above the cap it is read with; size is what was seen (a lower bound if it grew)."""
+
+    def __init__(self, size: int, grew: bool = False) -> None:
+        super().__init__(f"{size}{'+' if grew else ''} bytes")
+        self.size, self.grew = size, grew
+
+
+def open_regular(path: str | os.PathLike) -> int:
+    """A file descriptor on a regular file of a scanned tree (every reader of one goes through here).
+
+    Opens without following a final symlink and without blocking (a FIFO swapped in after the
+    directory was listed would wait forever), then checks the type on the open file, so nothing
+    can be swapped in between the check and the read."""
+    fd = os.open(path, _OPEN_FLAGS)
     try:
-        fd = os.open(path, _OPEN_FLAGS)
-    except OSError as exc:
-        raise _Unreadable(f"unreadable ({exc.strerror})") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegularFile(errno.EINVAL, "not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular(path: str | os.PathLike, cap: int) -> bytes:
+    """The bytes of a regular file of at most cap bytes (open_regular), never reading more than
+    cap + 1 bytes: a file that grows while read raises FileTooLarge too."""
+    fd = open_regular(path)
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise _Unreadable("not a regular file")
-        if st.st_size > cap:
-            raise _Unreadable(f"larger than the size cap ({st.st_size} > {cap} bytes)")
+        size = os.fstat(fd).st_size
+        if size > cap:
+            raise FileTooLarge(size)
         chunks, size = [], 0
         while size <= cap:
             chunk = os.read(fd, min(cap + 1 - size, 1024 * 1024) or 1)
@@ -194,13 +216,24 @@ def _read_regular(path: str, cap: int) -> bytes:
                 break
             chunks.append(chunk)
             size += len(chunk)
-        if size > cap:  # grew after stat
-            raise _Unreadable(f"larger than the size cap ({size}+ > {cap} bytes)")
+        if size > cap:
+            raise FileTooLarge(size, grew=True)
         return b"".join(chunks)
-    except OSError as exc:
-        raise _Unreadable(f"unreadable ({exc.strerror})") from None
     finally:
         os.close(fd)
+
+
+def _read_regular(path: str, cap: int) -> bytes:
+    """read_regular, its failures as the reasons the report lists."""
+    try:
+        return read_regular(path, cap)
+    except FileTooLarge as exc:
+        shown = f"{exc.size}+" if exc.grew else str(exc.size)
+        raise _Unreadable(f"larger than the size cap ({shown} > {cap} bytes)") from None
+    except NotRegularFile:
+        raise _Unreadable("not a regular file") from None
+    except OSError as exc:
+        raise _Unreadable(f"unreadable ({exc.strerror})") from None
 
 
 def _rel(prefix: str, path: str) -> str:

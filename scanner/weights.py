@@ -28,7 +28,6 @@ import math
 import mmap
 import os
 import re
-import stat
 import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ import numpy as np
 import xxhash
 
 from scanner.errors import ProvscanError
+from scanner.walk import NotRegularFile, open_regular
 
 __all__ = [
     "COPY_MIN_ELEMENTS",
@@ -232,29 +232,27 @@ def _label(path: str | os.PathLike) -> str:
 
 
 def _open_regular(path: str | os.PathLike):
-    """Open a regular file for reading (a FIFO or device would block or never end)."""
+    """(binary stream, size) of a regular file (walk.open_regular: a FIFO or device would block
+    or never end, and a symlink is not followed)."""
     try:
-        st = os.stat(path)
+        fd = open_regular(path)
+    except NotRegularFile:
+        raise WeightsError(f"{_label(path)}: not a regular file") from None
     except OSError as exc:
         raise WeightsError(f"{_label(path)}: cannot read: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise WeightsError(f"{_label(path)}: not a regular file")
-    try:
-        return open(path, "rb"), st.st_size
-    except OSError as exc:
-        raise WeightsError(f"{_label(path)}: cannot read: {exc.strerror or exc}") from None
+    return os.fdopen(fd, "rb"), os.fstat(fd).st_size
 
 
 def is_lfs_pointer(path: str | os.PathLike) -> bool:
     """True for a Git LFS pointer file (the weights were not downloaded): small text starting with the LFS spec line."""
     try:
-        st = os.stat(path)
-        if not stat.S_ISREG(st.st_mode) or st.st_size >= LFS_MAX_BYTES:
-            return False
-        with open(path, "rb") as fh:
-            return fh.read(len(LFS_PREFIX)) == LFS_PREFIX
+        fd = open_regular(path)
     except OSError:
         return False
+    try:
+        return os.fstat(fd).st_size < LFS_MAX_BYTES and os.read(fd, len(LFS_PREFIX)) == LFS_PREFIX
+    finally:
+        os.close(fd)
 
 
 def lfs_pointer_info(path: str | os.PathLike) -> dict | None:

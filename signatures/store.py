@@ -310,10 +310,12 @@ class EmbeddedStore:
                 shutil.rmtree(tmp, ignore_errors=True)
                 shutil.rmtree(final, ignore_errors=True)
         # Committed; what follows only frees space, and a failure there is left to the next writer.
+        # The manifest is read again under the lock: another writer may have committed since ours,
+        # and its reference must not look like garbage.
         with contextlib.suppress(OSError, IndexStoreError), self._lock():
             for e in old:
                 shutil.rmtree(refs / e["id"], ignore_errors=True)
-            self._collect_garbage(manifest)
+            self._collect_garbage(self.manifest())
 
     def remove(self, name: str) -> None:
         with self._lock():

@@ -5,7 +5,10 @@
 Reuses (or builds) the index of pypi:transformers==5.24.0 in bench/cache/hook-bench, makes a git
 repository of 10 vllm 0.9.1 model files (typical) and one of 10 transformers 4.46.3 modeling
 files (near-copies everywhere: the worst case), and times `provscan hook FILE...` as pre-commit
-runs it: a new process each time, start-up included. Medians of --runs after one warm-up run.
+runs it: a new process each time, start-up included. Medians of --runs after one warm-up run,
+twice: in process (PROVSCAN_HOOK_SERVER=0: every run imports everything) and with the hook's
+resident server (scanner/hookserver.py; started by the warm-up run, as the first hook run of a
+working session starts it). The server's socket lives in a private folder of bench/cache.
 Writes bench/results/hook_bench.json.
 """
 
@@ -44,6 +47,8 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "scanner", "index", "add", "transformers", "pypi:transformers==5.24.0",
                         "--index", str(index)], check=True, env=env)
     results = {}
+    runtime = work / "run"
+    runtime.mkdir(mode=0o700, exist_ok=True)
     for label, spec, pattern in (("typical (vllm 0.9.1 model files)", "pypi:vllm==0.9.1", "vllm/model_executor/models/*.py"),
                                  ("worst case (transformers 4.46.3 modeling files)", "pypi:transformers==4.46.3",
                                   "transformers/models/*/modeling_*.py")):
@@ -61,19 +66,30 @@ def main() -> None:
         subprocess.run(["git", "init", "-q", str(repo)], check=True)
         (repo / ".provscan.toml").write_text(f'index = "{index}"\nfail-on = "never"\n', encoding="utf-8")
         cmd = [sys.executable, "-m", "scanner", "hook", *files]
-        walls, lines = [], 0
-        for i in range(args.runs + 1):
-            start = time.perf_counter()
-            done = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, env=env)
-            wall = time.perf_counter() - start
-            if done.returncode not in (0, 1):
-                sys.exit(done.stderr)
-            if i:  # the first run warms the page cache
-                walls.append(wall)
-            lines = len(done.stdout.splitlines())
-        results[label] = {"files": len(files), "kib": round(sum((repo / f).stat().st_size for f in files) / 1024),
-                          "wall_s": [round(w, 3) for w in walls], "median_s": round(statistics.median(walls), 3),
-                          "lines_printed": lines}
+        outputs = {}
+        for mode, server in (("in process", "0"), ("hook server", "1")):
+            run_env = {**env, "PROVSCAN_HOOK_SERVER": server, "XDG_RUNTIME_DIR": str(runtime)}
+            walls = []
+            for i in range(args.runs + 1):
+                start = time.perf_counter()
+                done = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, env=run_env)
+                wall = time.perf_counter() - start
+                if done.returncode not in (0, 1):
+                    sys.exit(done.stderr)
+                if i == 0 and server == "1":  # the warm-up run started the server: wait until it answers
+                    subprocess.run([sys.executable, "-m", "scanner", "server", "start"], check=True, env=run_env,
+                                   capture_output=True)
+                if i:  # the first run warms the page cache (and starts the server)
+                    walls.append(wall)
+                outputs[mode] = done.stdout
+            results[f"{label}, {mode}"] = {
+                "files": len(files), "kib": round(sum((repo / f).stat().st_size for f in files) / 1024),
+                "wall_s": [round(w, 3) for w in walls], "median_s": round(statistics.median(walls), 3),
+                "lines_printed": len(done.stdout.splitlines())}
+        if outputs["in process"] != outputs["hook server"]:
+            sys.exit(f"{label}: the hook server's output differs from the in-process run's")
+    subprocess.run([sys.executable, "-m", "scanner", "server", "stop"], env={**env, "XDG_RUNTIME_DIR": str(runtime)},
+                   capture_output=True)
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", "pass"], check=True)
     results["python start-up alone"] = {"median_s": round(time.perf_counter() - start, 3)}

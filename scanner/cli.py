@@ -91,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     _scan_options(hook)
     _common(hook)
 
+    server = sub.add_parser("server", help="the hook's resident server: status, start, stop, run (foreground)")
+    server.add_argument("action", choices=("status", "start", "stop", "run"), nargs="?", default="status")
+    server.add_argument("--idle", type=float, default=None, metavar="SECONDS",
+                        help="exit after this long without a hook run (default 900)")
+
     index = sub.add_parser("index", help="manage the stored reference index")
     isub = index.add_subparsers(dest="index_command", parser_class=_Parser)
     add = isub.add_parser("add", help="fingerprint a reference and store it (replaces one of the same name)")
@@ -239,6 +244,7 @@ def cmd_hook(args) -> int:
     from scanner.pipeline import default_index, store_for
 
     cfg = _config()
+    args.hook_server_wanted = cfg.hook_server
     root = Path.cwd().resolve()
     only = set()
     for name in args.files:
@@ -271,6 +277,39 @@ def cmd_hook(args) -> int:
         print(f"{inert(e.get('path'))}: stale baseline entry {inert(e.get('kind'))} {inert(e.get('symbol') or '')}: "
               "remove it from the baseline")
     return report.exit_code(fail_on)
+
+
+def cmd_server(args) -> int:
+    """The hook's resident server (scanner/hookserver.py)."""
+    import time
+
+    from scanner import hookserver
+
+    if args.action == "run":
+        try:
+            return hookserver.serve(args.idle if args.idle is not None else hookserver.IDLE_SECONDS)
+        except OSError as exc:
+            raise UsageError(f"hook server: {exc}") from None
+    if args.action == "start":
+        if hookserver.status() is None:
+            hookserver.spawn()
+            deadline = time.monotonic() + 30
+            while hookserver.status() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+        info = hookserver.status()
+        if info is None:
+            raise UsageError("the hook server did not start; `provscan server run` shows why")
+        print(f"hook server running: pid {info['pid']}, {info['socket']}")
+        return 0
+    if args.action == "stop":
+        print("hook server stopped" if hookserver.stop() else "no hook server running")
+        return 0
+    info = hookserver.status()
+    if info is None:
+        print("no hook server running")
+        return 3
+    print(f"hook server running: pid {info['pid']}, {info['served']} hook runs served, {info['socket']}")
+    return 0
 
 
 def cmd_index(args) -> int:
@@ -315,6 +354,14 @@ def cmd_index(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    from scanner import hookserver
+
+    forwarded = argv[:1] == ["hook"] and hookserver.enabled() and not hookserver.serving
+    if forwarded:
+        code = hookserver.forward(argv)  # a resident server runs this same main() in a child
+        if code is not None:
+            return code
     try:
         args = build_parser().parse_args(argv)
         if args.command == "scan":
@@ -324,7 +371,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "baseline":
             return cmd_baseline(args)
         if args.command == "hook":
-            return cmd_hook(args)
+            code = cmd_hook(args)
+            if forwarded and getattr(args, "hook_server_wanted", False):
+                hookserver.spawn()  # no server answered: start one for the next runs
+            return code
+        if args.command == "server":
+            return cmd_server(args)
         build_parser().print_help(sys.stderr)
         return 2
     except ProvscanError as exc:

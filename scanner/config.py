@@ -14,6 +14,7 @@ Unknown keys and bad values are errors that name the key; command-line flags ove
     ignore = ["tests/fixtures/*"]        # scanned paths to leave out (fnmatch)
     missing-license = false
     baseline = ".provscan-baseline.json"
+    hook-server = true                   # keep a resident server for `provscan hook` (scanner/hookserver.py)
 
     [tool.provscan.license-policy]
     require-spdx = true                  # every file states an SPDX-License-Identifier
@@ -50,6 +51,7 @@ class Config:
     baseline: str | None = None
     require_spdx: bool = False
     copyright_holders: list[str] = field(default_factory=list)
+    hook_server: bool = True
 
     def resolve(self, value: str | None) -> str | None:
         """A path from the config is relative to the config file's directory."""
@@ -139,6 +141,10 @@ def load_config(path: Path, data: dict) -> Config:
             if not isinstance(value, str) or not value:
                 raise ConfigError(f"{where}: bad value for 'baseline': {value!r} (a file path)")
             cfg.baseline = value
+        elif key == "hook-server":
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}: bad value for 'hook-server': {value!r} (true or false)")
+            cfg.hook_server = value
         elif key == "license-policy":
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: bad value for 'license-policy': {value!r} (a table)")
@@ -153,5 +159,5 @@ def load_config(path: Path, data: dict) -> Config:
                     raise ConfigError(f"{where}: unknown key 'license-policy.{sub}' (known: require-spdx, copyright-holder)")
         else:
             raise ConfigError(f"{where}: unknown key '{key}' (known: index, references, fail-on, min-similarity, "
-                              "min-tokens, max-file-size, ignore, missing-license, baseline, license-policy)")
+                              "min-tokens, max-file-size, ignore, missing-license, baseline, hook-server, license-policy)")
     return cfg

@@ -21,7 +21,7 @@ from scanner.configs import is_config, is_model_config
 from scanner.parse import Fragment, ParsedUnit, parse_unit
 from scanner.walk import SourceUnit
 from signatures.minhash import MinHasher, to_hash32
-from signatures.shingles import shingle_hashes, token_hashes
+from signatures.shingles import shingle_hashes, sorted_unique, token_hashes
 
 # Below this much source, a pool costs more to start than it saves.
 _POOL_MIN_BYTES = 2 * 1024 * 1024
@@ -79,11 +79,11 @@ def abstract_sequence(prints: UnitPrints, tok_start: int, tok_end: int, k: int) 
 
 def abstract_set(prints: UnitPrints, tok_start: int, tok_end: int, k: int) -> np.ndarray:
     """Distinct abstract shingles of a token range, sorted."""
-    return np.unique(shingle_hashes(prints.abs_tok[tok_start:tok_end], k))
+    return sorted_unique(shingle_hashes(prints.abs_tok[tok_start:tok_end], k))
 
 
 def concrete_set(prints: UnitPrints, tok_start: int, tok_end: int, k: int) -> np.ndarray:
-    return np.unique(shingle_hashes(prints.con_tok[tok_start:tok_end], k))
+    return sorted_unique(shingle_hashes(prints.con_tok[tok_start:tok_end], k))
 
 
 def signature(hasher: MinHasher, shingles: np.ndarray) -> np.ndarray:
@@ -100,8 +100,11 @@ def fingerprint_unit(unit: ParsedUnit, params: Params, cache: dict | None = None
     nesting level, and the result is exactly the signature of the fragment's whole shingle set.
     """
     hasher = hasher or MinHasher(params.num_perm, params.seed)
-    prints = UnitPrints(token_hashes(unit.abstract, cache), token_hashes(unit.concrete, cache),
-                        np.asarray(unit.lines, dtype=np.int32))
+    if unit.hashes is not None:
+        abs_tok, con_tok = unit.hashes
+    else:
+        abs_tok, con_tok = token_hashes(unit.abstract, cache), token_hashes(unit.concrete, cache)
+    prints = UnitPrints(abs_tok, con_tok, np.asarray(unit.lines, dtype=np.int32))
     frags, k = unit.fragments, params.k
     ok = [eligible(f, params) and f.tokens >= k for f in frags]
     children: dict[int, list[int]] = {}
@@ -153,7 +156,7 @@ def _fingerprint_one(task: tuple[SourceUnit, Params, bool, bool]) -> Fingerprint
     else:
         unit = parse_unit(source)
     prints = fingerprint_unit(unit, params, _worker_cache(), _worker_hasher(params))
-    unit.abstract, unit.concrete = [], []
+    unit.abstract, unit.concrete, unit.hashes = [], [], None
     info = None
     if with_license:
         info = _analyse_header(_header_text(unit))
@@ -161,6 +164,8 @@ def _fingerprint_one(task: tuple[SourceUnit, Params, bool, bool]) -> Fingerprint
         _reference_extras(unit, prints, params)
         # What a stored reference does not keep need not travel back from the worker.
         unit.text, unit.comments, unit.imports = "", [], []
+    # The split lines (a cached property) would double what travels back: split again when needed.
+    unit.__dict__.pop("line_texts", None)
     return Fingerprinted(unit, prints, info, arch)
 
 
@@ -230,7 +235,7 @@ def _reference_extras(unit: ParsedUnit, prints: UnitPrints, params: Params) -> N
     for frag in unit.fragments:
         if frag.kind in ("function", "method"):
             key = xxhash.xxh3_128_digest(prints.abs_tok[frag.tok_start:frag.tok_end].tobytes())
-            prints.functions.append((key, np.unique(shingles[frag.tok_start:max(frag.tok_start, frag.tok_end - params.k + 1)])))
+            prints.functions.append((key, sorted_unique(shingles[frag.tok_start:max(frag.tok_start, frag.tok_end - params.k + 1)])))
 
 
 _CACHE: dict = {}

@@ -19,6 +19,7 @@ from scanner.fingerprint import Params, UnitPrints, abstract_sequence, abstract_
 from scanner.parse import Fragment, ParsedUnit
 from scanner.reference import KINDS, LEVELS, Reference
 from signatures.lsh import band_keys, band_params
+from signatures.shingles import sorted_unique
 
 # Candidate groups verified exactly at a time per scanned fragment, the best estimates first, until
 # one verifies. Most code has a handful; in transformers a fragment may have 100+ near-copies, and
@@ -111,7 +112,7 @@ class ReferenceCorpus:
             for i, ref in enumerate(redis_refs):
                 mine = refpos == i
                 # One reply per band: the same pair may come several times, in any order.
-                pairs = np.unique(rows[mine] << 32 | fids[mine])
+                pairs = sorted_unique(rows[mine] << 32 | fids[mine])
                 found.append((position[id(ref)], pairs >> 32, pairs & 0xFFFFFFFF))
         need = (self.params.min_similarity - _ESTIMATE_MARGIN) * self.params.num_perm
         qbytes = qsigs.astype(np.uint8)
@@ -395,7 +396,7 @@ def _inside_ancestor(unit: ParsedUnit, fi: int, matched: dict[int, Match], corpu
         end += 1
     inside = np.arange(loc.frag + 1, end)
     inside = inside[ref.levels[inside] == _LEVEL[unit.fragments[fi].kind]]
-    return [RefLoc(loc.ref, int(g)) for g in np.unique(ref.groups[inside])]
+    return [RefLoc(loc.ref, int(g)) for g in sorted_unique(ref.groups[inside])]
 
 
 def _verify_candidates(corpus: ReferenceCorpus, s_sets: ShingleSets, locs: list[tuple[int, np.ndarray]],

@@ -11,11 +11,17 @@ errors) from a query that runs in C; walking every node from Python to collect t
 much as the parse itself (2.5 MB/s in all), while one compiled regular expression over the
 bytes lexes at ~9 MB/s. Both work on bytes, so tree-sitter's byte offsets index the lexer's
 tokens directly.
+
+The lexer and the token hashing also exist compiled (scanner/_lex.c, ~13x faster on transformers):
+the compiled one returns token hashes only, the Python one (`parse_unit(..., tokens=True)`, or
+when the extension was not built) keeps the token strings as well. Both give identical hashes,
+lines and comments (tests/test_speedups.py).
 """
 
 from __future__ import annotations
 
 import keyword
+import os
 import re
 from itertools import compress
 from dataclasses import dataclass, field
@@ -58,6 +64,21 @@ _STRUCTURE_QUERY = """
 """
 
 
+def _compiled_lexer():
+    """scanner._lex when it was built for this Python's keywords, else None (PROVSCAN_PURE_PYTHON=1
+    forces the Python lexer, to compare the two)."""
+    if os.environ.get("PROVSCAN_PURE_PYTHON"):
+        return None
+    try:
+        from scanner import _lex as compiled
+    except ImportError:
+        return None
+    return compiled if compiled.KEYWORDS == tuple(keyword.kwlist) else None
+
+
+_COMPILED = _compiled_lexer()
+
+
 @dataclass
 class Fragment:
     kind: str  # module | cell | class | function | method
@@ -86,7 +107,7 @@ class ParsedUnit:
     path: str
     cell: int | None
     text: str  # decoded source (invalid UTF-8 replaced)
-    abstract: list[bytes]  # tokens as bytes; emptied once the unit is fingerprinted (hashes are kept)
+    abstract: list[bytes]  # tokens as bytes, when kept (tokens=True or a config); see hashes
     concrete: list[bytes]
     lines: "np.ndarray"  # int32 line of each token
     fragments: list[Fragment]
@@ -94,6 +115,9 @@ class ParsedUnit:
     imports: list[Import]
     error_lines: list[int] = field(default_factory=list)  # lines holding syntax errors
     invalid_utf8: bool = False
+    # (abstract, concrete) uint64 token hashes when the compiled lexer gave no token strings;
+    # None: hash abstract and concrete (signatures.shingles.token_hashes).
+    hashes: "tuple[np.ndarray, np.ndarray] | None" = None
 
     @cached_property
     def line_texts(self) -> list[str]:
@@ -298,7 +322,21 @@ def decode_source(data: bytes) -> tuple[str, bool]:
         return data.decode("utf-8", errors="replace"), True
 
 
-def parse_unit(unit: SourceUnit) -> ParsedUnit:
+def _lex_hashes(data: bytes, docstrings: list[tuple[int, int]]):
+    """The compiled lexer: (abstract hashes, concrete hashes, lines, comments)."""
+    import numpy as np
+
+    abstract, concrete, lines, comments = _COMPILED.lex(data, docstrings)
+    return (np.frombuffer(abstract, dtype=np.uint64), np.frombuffer(concrete, dtype=np.uint64),
+            np.frombuffer(lines, dtype=np.int32), comments)
+
+
+def parse_unit(unit: SourceUnit, tokens: bool = False) -> ParsedUnit:
+    """Fragments, token channels and comments of one Python unit.
+
+    tokens: keep the token strings (the Python lexer), for inspection; otherwise the compiled
+    lexer, when built, gives the token hashes only.
+    """
     from tree_sitter import QueryCursor
 
     data = unit.data
@@ -328,11 +366,17 @@ def parse_unit(unit: SourceUnit) -> ParsedUnit:
             docstrings.append((first, last))
             for offset, piece in enumerate(_text(first_statement).split("\n")):
                 comments.append((first + offset, piece))
-    toks = _lex(data, docstrings)
+    if _COMPILED is not None and not tokens:
+        abs_hash, con_hash, lines, lexed_comments = _lex_hashes(data, docstrings)
+        toks = _Tokens([], [], lines, lexed_comments)
+        hashes, n_tokens = (abs_hash, con_hash), len(lines)
+    else:
+        toks = _lex(data, docstrings)
+        hashes, n_tokens = None, len(toks.abstract)
     comments = sorted(comments + toks.comments)
     lines = toks.lines
     n_lines = max(1, text.count("\n") + (0 if text.endswith("\n") else 1))
-    fragments = [Fragment("cell" if unit.cell else "module", None, 1, n_lines, 0, len(toks.abstract), None, 0)]
+    fragments = [Fragment("cell" if unit.cell else "module", None, 1, n_lines, 0, n_tokens, None, 0)]
     imports = [imp for node in sorted(captures.get("import", []), key=lambda n: n.start_byte) for imp in _imports(node)]
     # Definitions in document order; a stack of the open ones gives nesting and qualified names.
     # A definition owns the tokens of its lines: in Python no other statement shares them.
@@ -357,4 +401,4 @@ def parse_unit(unit: SourceUnit) -> ParsedUnit:
         fragments.append(Fragment(kind, qualified, start_line, end_line, tok_start, tok_end, parent, len(stack) + 1))
         stack.append((node.end_byte, len(fragments) - 1, name))
     return ParsedUnit(unit.path, unit.cell, text, toks.abstract, toks.concrete, lines, fragments, comments,
-                      imports, error_lines(root), invalid)
+                      imports, error_lines(root), invalid, hashes)

@@ -18,6 +18,12 @@ from signatures.shingles import fmix64
 _MULT = np.uint64(0x9E3779B97F4A7C15)
 
 
+# band_params of the default parameters (Params: threshold 0.4, 128 permutations), so that a
+# hook run does not import numpy.polynomial (and numpy.linalg and numpy.ma with it: ~0.1 s) to
+# find them again; tests/test_fingerprints.py computes them and checks this table.
+KNOWN_BANDS = {(0.4, 128): (32, 4)}
+
+
 @lru_cache(maxsize=None)
 def band_params(threshold: float, num_perm: int) -> tuple[int, int]:
     """(bands, rows per band) minimising false positives + false negatives, as datasketch does.
@@ -27,6 +33,12 @@ def band_params(threshold: float, num_perm: int) -> tuple[int, int]:
     b*r <= num_perm, so Gauss-Legendre quadrature with enough nodes is exact; the same search
     order keeps datasketch's choice (tests compare the two over a grid).
     """
+    if (threshold, num_perm) in KNOWN_BANDS:
+        return KNOWN_BANDS[threshold, num_perm]
+    return compute_band_params(threshold, num_perm)
+
+
+def compute_band_params(threshold: float, num_perm: int) -> tuple[int, int]:
     nodes, weights = np.polynomial.legendre.leggauss(num_perm // 2 + 2)
 
     def integral(lo: float, hi: float, f) -> float:

@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from signatures.shingles import compiled as _compiled_module
+
+_compiled = _compiled_module()  # MinHasher.signature's compiled twin (signatures/_native.c), or None
+
 SCHEME = "affine32"
 _MAX32 = np.uint32(0xFFFFFFFF)
 # Rows per block: bounds the temporary (rows x num_perm) matrix to a few MB.
@@ -54,6 +58,10 @@ class MinHasher:
 
     def signature(self, hashes32: np.ndarray) -> np.ndarray:
         """MinHash values (uint32[num_perm]) of a set of 32-bit hashes (duplicates are harmless)."""
+        if _compiled is not None:
+            out = np.empty(self.num_perm, dtype=np.uint32)
+            _compiled.signature(np.ascontiguousarray(hashes32, dtype=np.uint32), self._a, self._b, out)
+            return out
         out = np.full(self.num_perm, _MAX32, dtype=np.uint32)
         if len(hashes32) == 0:
             return out

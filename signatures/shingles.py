@@ -6,10 +6,26 @@ Hashes are 64-bit and stable across processes and machines (xxh64, no Python has
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
 import xxhash
+
+
+def compiled():
+    """signatures._native (shingle hashes and MinHash in C, identical values) when it was built;
+    None without it or with PROVSCAN_PURE_PYTHON=1 (to compare the two)."""
+    if os.environ.get("PROVSCAN_PURE_PYTHON"):
+        return None
+    try:
+        from signatures import _native
+    except ImportError:
+        return None
+    return _native
+
+
+_compiled = compiled()
 
 # Odd 64-bit multiplier for the polynomial combination of k token hashes.
 _MULT = np.uint64(0x9E3779B97F4A7C15)
@@ -24,6 +40,19 @@ def token_hashes(tokens: Sequence[bytes | str], cache: dict | None = None) -> np
     for tok in missing:
         cache[tok] = xxhash.xxh64_intdigest(tok if isinstance(tok, bytes) else tok.encode("utf-8", "surrogatepass"))
     return np.fromiter(map(cache.__getitem__, tokens), dtype=np.uint64, count=len(tokens))
+
+
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """np.unique of a 1-D array: sorted distinct values. np.unique (numpy 2) imports numpy.ma on
+    first use (~0.04 s of a hook run) and hashes before sorting; sort + neighbour test is faster
+    on the small arrays of fragments."""
+    if len(values) < 2:
+        return np.array(values, copy=True)
+    out = np.sort(values)
+    keep = np.empty(len(out), dtype=bool)
+    keep[0] = True
+    np.not_equal(out[1:], out[:-1], out=keep[1:])
+    return out[keep]
 
 
 def fmix64(h: np.ndarray) -> np.ndarray:
@@ -43,6 +72,8 @@ def shingle_hashes(tok: np.ndarray, k: int) -> np.ndarray:
     n = len(tok) - k + 1
     if n <= 0:
         return np.empty(0, dtype=np.uint64)
+    if _compiled is not None:
+        return np.frombuffer(_compiled.shingle_hashes(np.ascontiguousarray(tok, dtype=np.uint64), k), dtype=np.uint64)
     with np.errstate(over="ignore"):
         acc = np.zeros(n, dtype=np.uint64)
         for j in range(k):

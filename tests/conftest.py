@@ -16,6 +16,11 @@ from scanner.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 
+# Hook runs stay in process unless a test asks for the resident server (tests/test_hookserver.py,
+# with a private socket folder): a server started by one test would serve the next ones and
+# outlive the session.
+os.environ["PROVSCAN_HOOK_SERVER"] = "0"
+
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):

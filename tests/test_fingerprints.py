@@ -9,7 +9,7 @@ from datasketch import MinHash, MinHashLSH
 from scanner.fingerprint import Params, abstract_set, concrete_set, fingerprint_unit
 from scanner.parse import parse_unit
 from scanner.walk import SourceUnit, notebook_cells
-from signatures.lsh import BandTable, band_keys, band_params
+from signatures.lsh import KNOWN_BANDS, BandTable, band_keys, band_params, compute_band_params
 from signatures.minhash import MinHasher
 from signatures.shingles import shingle_hashes, token_hashes
 
@@ -40,7 +40,7 @@ def helper(x):
 
 
 def parsed(src: bytes = SRC, path: str = "m.py"):
-    return parse_unit(SourceUnit(path, src))
+    return parse_unit(SourceUnit(path, src), tokens=True)
 
 
 def words(tokens) -> list[str]:
@@ -159,6 +159,15 @@ def test_band_parameters_equal_datasketchs_choice(num_perm):
 
     for threshold in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
         assert band_params(threshold, num_perm) == _optimal_param(threshold, num_perm, 0.5, 0.5), threshold
+        assert compute_band_params(threshold, num_perm) == _optimal_param(threshold, num_perm, 0.5, 0.5), threshold
+
+
+def test_the_table_of_known_band_parameters_is_what_they_compute_to():
+    from datasketch.lsh import _optimal_param
+
+    assert KNOWN_BANDS, "the default parameters' bands are precomputed for the hook"
+    for (threshold, num_perm), bands in KNOWN_BANDS.items():
+        assert bands == compute_band_params(threshold, num_perm) == _optimal_param(threshold, num_perm, 0.5, 0.5)
 
 
 def test_fingerprints_identical_whatever_the_worker_count(tmp_path):

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def provscan(cwd: Path, *args: str, cache: Path) -> subprocess.CompletedProcess:
-    env = {"PROVSCAN_CACHE_DIR": str(cache), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(cache)}
+    env = {"PROVSCAN_CACHE_DIR": str(cache), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(cache),
+           "PROVSCAN_HOOK_SERVER": "0"}
     return subprocess.run([sys.executable, "-m", "scanner", *args], cwd=cwd, capture_output=True, text=True,
                           env=env, timeout=300)
 

@@ -397,7 +397,7 @@ def test_a_broken_definition_ending_in_a_line_continuation_ends_within_the_file(
 def test_a_docstring_after_a_comment_is_still_a_docstring():
     # Comments are not statements: Python's docstring is the first statement, comments or not.
     for src in (b'# Copyright\n"""Module."""\nimport x\n', b'def f():\n    # note\n    """Doc."""\n    return 1\n'):
-        unit = parse_unit(SourceUnit("m.py", src))
+        unit = parse_unit(SourceUnit("m.py", src), tokens=True)
         assert not any(t.startswith(b'"""') for t in unit.concrete), src
         assert any(text.startswith('"""') for _, text in unit.comments)
 

@@ -1,0 +1,98 @@
+/* Compiled twins of signatures.minhash.MinHasher.signature (datasketch's affine32 scheme) and of
+ * signatures.shingles.shingle_hashes: identical values (tests/test_speedups.py).
+ *
+ *   signature(hashes32, a, b, out) -> None
+ *   shingle_hashes(tokens, k) -> bytearray of uint64 (one per window of k tokens)
+ *
+ * hashes32: uint32 buffer of shingle hashes; a, b: uint32 permutation parameters (num_perm each);
+ * out: writable uint32 buffer of num_perm, filled with min over h of (a * fmix32(h) + b) mod 2^32.
+ * numpy computes the same through a (rows x num_perm) temporary; here the inner loop over the
+ * permutations is one vector multiply-add-min, compiled for AVX2 where the CPU has it.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+
+static inline uint32_t fmix32(uint32_t h) {
+    h ^= h >> 16;
+    h *= 0x85EBCA6Bu;
+    h ^= h >> 13;
+    h *= 0xC2B2AE35u;
+    return h ^ (h >> 16);
+}
+
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+static void minhash(const uint32_t *hashes, Py_ssize_t n, const uint32_t *a, const uint32_t *b, uint32_t *out,
+                    Py_ssize_t perms) {
+    for (Py_ssize_t j = 0; j < perms; j++) out[j] = 0xFFFFFFFFu;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint32_t h = fmix32(hashes[i]);
+        for (Py_ssize_t j = 0; j < perms; j++) {
+            uint32_t v = a[j] * h + b[j];
+            out[j] = v < out[j] ? v : out[j];
+        }
+    }
+}
+
+static PyObject *signature(PyObject *self, PyObject *args) {
+    Py_buffer h, a, b, out;
+    if (!PyArg_ParseTuple(args, "y*y*y*w*", &h, &a, &b, &out)) return NULL;
+    PyObject *result = NULL;
+    if (a.len != b.len || a.len != out.len || a.len % 4 || h.len % 4) {
+        PyErr_SetString(PyExc_ValueError, "signature: buffers of uint32, a, b and out of num_perm each");
+    } else {
+        Py_BEGIN_ALLOW_THREADS
+        minhash(h.buf, h.len / 4, a.buf, b.buf, out.buf, a.len / 4);
+        Py_END_ALLOW_THREADS
+        result = Py_None;
+        Py_INCREF(result);
+    }
+    PyBuffer_Release(&h);
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&b);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* shingles.shingle_hashes: acc = acc * MULT + token over the window, then MurmurHash3's fmix64. */
+static PyObject *shingle_hashes(PyObject *self, PyObject *args) {
+    Py_buffer tok;
+    Py_ssize_t k;
+    if (!PyArg_ParseTuple(args, "y*n", &tok, &k)) return NULL;
+    Py_ssize_t n = tok.len / 8 - k + 1;
+    if (k < 1 || tok.len % 8) {
+        PyBuffer_Release(&tok);
+        PyErr_SetString(PyExc_ValueError, "shingle_hashes: a uint64 buffer and k >= 1");
+        return NULL;
+    }
+    if (n < 0) n = 0;
+    PyObject *out = PyByteArray_FromStringAndSize(NULL, n * 8);
+    if (!out) {
+        PyBuffer_Release(&tok);
+        return NULL;
+    }
+    const uint64_t *t = tok.buf;
+    uint64_t *o = (uint64_t *)PyByteArray_AS_STRING(out);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint64_t acc = 0;
+        for (Py_ssize_t j = 0; j < k; j++) acc = acc * 0x9E3779B97F4A7C15ULL + t[i + j];
+        acc ^= acc >> 33;
+        acc *= 0xFF51AFD7ED558CCDULL;
+        acc ^= acc >> 33;
+        acc *= 0xC4CEB9FE1A85EC53ULL;
+        o[i] = acc ^ (acc >> 33);
+    }
+    PyBuffer_Release(&tok);
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"signature", signature, METH_VARARGS, "MinHash (affine32) of uint32 hashes into out."},
+    {"shingle_hashes", shingle_hashes, METH_VARARGS, "Hash of every window of k uint64 token hashes."},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "signatures._native", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }

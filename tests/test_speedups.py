@@ -1,0 +1,158 @@
+"""The compiled twins (scanner/_lex.c, signatures/_native.c) give exactly what the Python code gives.
+
+Every index and every scan goes through the compiled code when it is built, and the Python code is
+the readable reference: a difference of one token hash would change fingerprints silently. They
+are compared on real code (this repository and the Python standard library of the interpreter
+running the tests), on generated programs, and on random bytes drawn from the characters the
+lexer's rules turn on (quotes, prefixes, backslashes, carriage returns, digits, dots...).
+In CI the extensions must have been built (`pip install -e .` compiles them), or these tests fail.
+"""
+
+from __future__ import annotations
+
+import random
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xxhash
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scanner import parse
+from scanner.parse import parse_unit
+from scanner.walk import SourceUnit
+from signatures import minhash, shingles
+from signatures.shingles import token_hashes
+from tests import pygen
+from tests.conftest import need
+from tests.test_properties import fast, tapes
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def lexc():
+    module = need("scanner._lex")
+    assert parse._COMPILED is module, "the compiled lexer is built but parse.py does not use it"
+    return module
+
+
+@pytest.fixture(scope="module")
+def nativec():
+    module = need("signatures._native")
+    assert minhash._compiled is module and shingles._compiled is module
+    return module
+
+
+def both(data: bytes):
+    """(compiled, pure-Python) parse of the same bytes."""
+    return parse_unit(SourceUnit("m.py", data)), parse_unit(SourceUnit("m.py", data), tokens=True)
+
+
+def assert_same(data: bytes) -> int:
+    fast_unit, slow = both(data)
+    assert fast_unit.hashes is not None and slow.hashes is None
+    abstract, concrete = fast_unit.hashes
+    assert np.array_equal(abstract, token_hashes(slow.abstract)), data[:200]
+    assert np.array_equal(concrete, token_hashes(slow.concrete)), data[:200]
+    assert np.array_equal(fast_unit.lines, slow.lines)
+    assert fast_unit.comments == slow.comments
+    assert fast_unit.fragments == slow.fragments
+    return len(abstract)
+
+
+def test_xxh64_is_xxhash_for_every_length_path(lexc):
+    rng = random.Random(7)
+    for size in list(range(0, 70)) + [100, 255, 256, 1000, 4099]:
+        for _ in range(5):
+            data = rng.randbytes(size)
+            assert lexc.xxh64(data) == xxhash.xxh64_intdigest(data), size
+
+
+def test_keywords_are_this_pythons(lexc):
+    import keyword
+
+    assert lexc.KEYWORDS == tuple(keyword.kwlist)
+
+
+def test_same_tokens_on_this_repository(lexc):
+    files = sorted(p for d in ("scanner", "signatures", "reports", "tests") for p in (ROOT / d).rglob("*.py"))
+    files += sorted((ROOT / "bench").glob("*.py"))  # not bench/cache: downloaded third-party code
+    assert len(files) > 40
+    assert sum(assert_same(f.read_bytes()) for f in files) > 50_000
+
+
+def test_same_tokens_on_the_standard_library(lexc):
+    files = sorted(Path(sysconfig.get_paths()["stdlib"]).rglob("*.py"))[::7]
+    total = 0
+    for f in files:
+        data = f.read_bytes()
+        if len(data) > 300_000:
+            continue
+        total += assert_same(data)
+        if total > 400_000:
+            break
+    assert total > 100_000
+
+
+# The characters the lexer's rules turn on, weighted towards the tricky ones.
+ALPHABET = (b"\"\"\"'''\\\\\r\n\n\n   \t\f#rRbBuUfFtTxXoOjJeE_.0123456789+-*/<>=!:@()[]{},;~%&|^ab\x80\xff\x00\x0b"
+            + b"def class import from return if else x y self")
+
+
+def test_same_tokens_on_random_bytes(lexc):
+    rng = random.Random(11)
+    for _ in range(3000):
+        size = rng.randrange(0, 120)
+        data = bytes(rng.choice(ALPHABET) for _ in range(size))
+        assert_same(data)
+
+
+@fast(150)
+@given(tapes, st.integers(0, 3))
+def test_same_tokens_on_generated_programs(tape, style_seed):
+    need("scanner._lex")
+    program, names = pygen.program(tape)
+    style = pygen.random_style(tape, program) if style_seed else None
+    assert_same(pygen.render(program, names, style).encode("utf-8"))
+
+
+@pytest.mark.parametrize("data", [
+    b"", b"\r", b"\\", b"x = '", b'"""abc', b'"""a""""', b"'''\\", b'rb"x" fr\'y\' brf"z"', b"0x 0xg 0b1j 1e 1e+ 1e_ 1.__x",
+    b"...5 ..5 .5j 5.e-3J", b"a\\\r\nb\\\rc", b"s = 'a\\\nb'\n", b"'a' 'b'\n'c'\n", b"\xff\xfe = 1 # \xff\n",
+    b"x = 'a' * 300\ny = '" + b"z" * 500 + b"'\n", b'def f():\n    "doc"\n    "not doc"\n    return 1\n',
+])
+def test_same_tokens_on_edge_cases(lexc, data):
+    assert_same(data)
+
+
+def test_minhash_is_numpy(nativec):
+    hasher = minhash.MinHasher(128, 1)
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 2, 31, 1000, 20_000):
+        values = rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32)
+        compiled = hasher.signature(values)
+        minhash._compiled = None
+        try:
+            numpy_values = hasher.signature(values)
+        finally:
+            minhash._compiled = nativec
+        assert compiled.dtype == np.uint32 and np.array_equal(compiled, numpy_values), n
+
+
+def test_shingle_hashes_are_numpy(nativec):
+    rng = np.random.default_rng(5)
+    for n in (0, 1, 4, 5, 6, 1000):
+        tokens = rng.integers(0, 2**64, n, dtype=np.uint64)
+        for k in (1, 3, 5):
+            compiled = shingles.shingle_hashes(tokens, k)
+            shingles._compiled = None
+            try:
+                numpy_values = shingles.shingle_hashes(tokens, k)
+            finally:
+                shingles._compiled = nativec
+            assert compiled.dtype == np.uint64 and np.array_equal(compiled, numpy_values), (n, k)
+    # A slice (an offset view) is hashed from its own first token.
+    assert np.array_equal(shingles.shingle_hashes(tokens[7:40], 5), shingles.shingle_hashes(tokens[7:40].copy(), 5))

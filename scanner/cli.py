@@ -253,6 +253,12 @@ def cmd_hook(args) -> int:
             only.add(path.relative_to(root).as_posix())
     options = _options(args, cfg)
     location = options.index or str(default_index(options))
+    from scanner import hookserver
+
+    if hookserver.serving:  # a child of the hook server: tell it which index to keep warm
+        from dataclasses import replace
+
+        hookserver.used_index = replace(options, index=location)
     if not store_for(options).exists():
         raise UsageError(f"no reference index at {location}: build one with `provscan index add NAME SOURCE` "
                          "(or `provscan index add --preset qwen`), or set `index` in [tool.provscan]")
@@ -309,6 +315,8 @@ def cmd_server(args) -> int:
         print("no hook server running")
         return 3
     print(f"hook server running: pid {info['pid']}, {info['served']} hook runs served, {info['socket']}")
+    for location in info.get("warm", []):
+        print(f"index kept loaded: {location}")
     return 0
 
 

@@ -27,12 +27,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import select
 import socket
 import struct
 import sys
 
 IDLE_SECONDS = 900
 serving = False  # True in the server and its children: a child's own hook run must not forward again
+used_index = None  # in a child: the ScanOptions its hook run loaded references with (see _warm)
 _CONNECT_TIMEOUT = 2.0
 _STALE = 250  # exit code a server answers with when its code changed: the client runs in process
 
@@ -236,19 +238,32 @@ def serve(idle: float = IDLE_SECONDS) -> int:
     finally:
         os.umask(old_umask)
     listener.listen(64)
-    listener.settimeout(idle)
-    stopping = []
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True) or listener.close())
+    stopping: list[bool] = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     since, served = time.time(), 0
+    reports: dict[int, bytes] = {}  # read ends of the children's pipes -> what they said so far
     try:
         while not stopping:
             try:
-                conn, _ = listener.accept()
-            except (TimeoutError, socket.timeout):
+                ready, _, _ = select.select([listener, *reports], [], [], idle)
+            except InterruptedError:
+                continue
+            if not ready:
                 return 0  # idle
+            for fd in [fd for fd in ready if fd in reports]:
+                chunk = os.read(fd, 65536)
+                if chunk:
+                    reports[fd] += chunk
+                    continue
+                os.close(fd)
+                _warm(reports.pop(fd))  # the child is done: load the index it used, for the next ones
+            if listener not in ready:
+                continue
+            try:
+                conn, _ = listener.accept()
             except OSError:
-                return 0  # closed by SIGTERM
+                continue
             with conn:
                 try:
                     if _peer_uid(conn) != os.getuid():
@@ -267,7 +282,10 @@ def serve(idle: float = IDLE_SECONDS) -> int:
                     _close(fds)
                     continue
                 if request.get("status"):
-                    reply = json.dumps({"pid": os.getpid(), "served": served, "since": since, "socket": path}).encode()
+                    from scanner.pipeline import _WARM
+
+                    reply = json.dumps({"pid": os.getpid(), "served": served, "since": since, "socket": path,
+                                        "warm": sorted(location for location, _ in _WARM)}).encode()
                     conn.sendall(struct.pack("!I", len(reply)) + reply)
                     continue
                 if _code_stamp() != stamp or len(fds) != 3:
@@ -277,9 +295,13 @@ def serve(idle: float = IDLE_SECONDS) -> int:
                         return 0  # the installed code changed: the next run starts a fresh server
                     continue
                 served += 1
+                read_end, write_end = os.pipe()
                 if os.fork() == 0:
                     listener.close()
-                    _child(conn, fds, request)  # never returns
+                    os.close(read_end)
+                    _child(conn, fds, request, write_end)  # never returns
+                os.close(write_end)
+                reports[read_end] = b""
                 _close(fds)
     finally:
         listener.close()
@@ -290,6 +312,24 @@ def serve(idle: float = IDLE_SECONDS) -> int:
     return 0
 
 
+def _warm(report: bytes) -> None:
+    """Load the index a child used (scanner.pipeline.warm_references) so that later children inherit it."""
+    try:
+        data = json.loads(report) if report else None
+        if not isinstance(data, dict) or not isinstance(data.get("params"), dict):
+            return
+        from pathlib import Path
+
+        from scanner.fingerprint import Params
+        from scanner.pipeline import ScanOptions, warm_references
+
+        cache = data.get("cache_dir")
+        warm_references(ScanOptions(params=Params(**data["params"]), index=str(data["index"]),
+                                    cache_dir=Path(cache) if cache else None))
+    except Exception:  # noqa: BLE001 - a server that cannot warm an index still serves (cold) runs
+        pass
+
+
 def _close(fds: list[int]) -> None:
     for fd in fds:
         try:
@@ -298,7 +338,7 @@ def _close(fds: list[int]) -> None:
             pass
 
 
-def _child(conn: socket.socket, fds: list[int], request: dict) -> None:
+def _child(conn: socket.socket, fds: list[int], request: dict, report_fd: int) -> None:
     """Become the client's hook run: its streams, directory, environment; then report the exit code."""
     import signal
 
@@ -337,6 +377,13 @@ def _child(conn: socket.socket, fds: list[int], request: dict) -> None:
         try:
             conn.sendall(struct.pack("!i", int(code)))
         except OSError:
+            pass
+        try:
+            if used_index is not None:
+                options = used_index
+                os.write(report_fd, json.dumps({"index": options.index, "params": vars(options.params),
+                                                "cache_dir": str(options.cache_dir) if options.cache_dir else None}).encode())
+        except Exception:  # noqa: BLE001
             pass
         os._exit(0)
 

@@ -148,6 +148,43 @@ def store_for(options: ScanOptions):
                       checks=(options.cache_dir or default_cache_dir()) / "index-checks.json")
 
 
+# References the hook server (scanner/hookserver.py) loaded once for its children to inherit:
+# (index location, parameters) -> (the index's stamp when loaded, [(name, Reference)] in index
+# order). Used only while the index's stamp is unchanged; empty in every other process.
+_WARM: dict[tuple[str, str], tuple[tuple, list[tuple[str, Reference]]]] = {}
+
+
+def _warm_key(store, options: ScanOptions) -> tuple[str, str]:
+    return store.location, repr(sorted(options.params.index_key().items()))
+
+
+def warm_references(options: ScanOptions) -> None:
+    """Load the index the options name, with what a hook run computes from it, for later runs."""
+    store = store_for(options)
+    if not isinstance(store, EmbeddedStore) or not store.exists():
+        return
+    stamp = store.stamp()
+    refs = [Reference(s) for s in store.load()]
+    for ref in refs:
+        ref.warm()
+    if stamp is not None and stamp == store.stamp():
+        _WARM.clear()  # one index at a time: the server's memory stays that of one index
+        _WARM[_warm_key(store, options)] = (stamp, [(r.name, r) for r in refs])
+
+
+def _warm_references(store, options: ScanOptions, names: list[str] | None) -> list[Reference] | None:
+    """The warm references of this index, when it has not changed since they were loaded."""
+    entry = _WARM.get(_warm_key(store, options)) if _WARM else None
+    if entry is None or not isinstance(store, EmbeddedStore) or store.stamp() != entry[0]:
+        return None
+    by_name = dict(entry[1])
+    if names is None:
+        return [ref for _, ref in entry[1]]
+    if not all(n in by_name for n in names):
+        return None  # the usual path says which one is missing
+    return [by_name[n] for n in names]
+
+
 def _looks_like_name(spec: str) -> bool:
     return re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", spec) is not None
 
@@ -172,13 +209,20 @@ def load_references(specs: list[tuple[str | None, str]], options: ScanOptions, s
         if not indexed_names:
             raise UsageError("no references: give --reference SOURCE, or build an index first "
                              "(provscan index add NAME SOURCE)")
+        warm = _warm_references(store, options, None)
+        if warm is not None:
+            return warm, None
         return [Reference(s, via_redis=via_redis) for s in store.load()], (store if via_redis else None)
     refs: list[Reference] = []
     wanted = [spec for name, spec in specs if name is None and spec in indexed_names and not Path(spec).exists()]
-    loaded = {s.meta["name"]: s for s in store.load(wanted)} if wanted else {}
+    warm = _warm_references(store, options, wanted) if wanted else None
+    if warm is not None:
+        loaded = {ref.name: ref for ref in warm}
+    else:
+        loaded = {s.meta["name"]: Reference(s, via_redis=via_redis) for s in store.load(wanted)} if wanted else {}
     for name, spec in specs:
         if name is None and spec in loaded:
-            refs.append(Reference(loaded[spec], via_redis=via_redis))
+            refs.append(loaded[spec])
         elif explicit_index and name is None and _looks_like_name(spec) and not Path(spec).exists():
             raise UsageError(f"no reference named {spec!r} in index {store.location}, and no such directory")
         else:

@@ -195,6 +195,11 @@ class Reference:
                 out[path] = FileNotice(spdx, [Copyright(line, text, None, holder) for line, text, holder in copyrights])
         return out
 
+    def warm(self) -> None:
+        """Compute what scans derive from the arrays (the hook server does it once for its children)."""
+        for name in ("repo_holders", "_files", "_signature_row", "signature_bytes", "levels", "artifacts", "band_table"):
+            getattr(self, name)
+
     def file_notice(self, path: str) -> FileNotice | None:
         return self._files.get(path)
 

@@ -203,6 +203,19 @@ class EmbeddedStore:
     def references(self) -> list[dict]:
         return self.manifest()["references"]
 
+    def stamp(self) -> tuple | None:
+        """What changes whenever the index's content may have: the manifest's and every stored file's
+        (inode, size, mtime, ctime). An add or remove replaces the manifest; any write to a stored
+        file changes its ctime. None when there is no index."""
+        out = []
+        try:
+            for file in [self.path / MANIFEST, *sorted((self.path / "refs").glob("*/*"))]:
+                st = file.stat()
+                out.append((str(file), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+        except OSError:
+            return None
+        return tuple(out)
+
     def load(self, names: list[str] | None = None) -> list[StoredReference]:
         with self._lock(shared=True):
             entries = self.references()

@@ -88,6 +88,35 @@ def test_the_first_hook_run_starts_a_server_that_answers_the_next_ones_identical
     assert _served(env.status(repo).stdout) == 4
 
 
+def test_the_server_keeps_the_index_loaded_and_sees_every_change_to_it(project, tmp_path):
+    env, repo = project
+    index = tmp_path / "index"
+    assert env.run(repo, "server", "start").returncode == 0
+    first = env.run(repo, "hook", "acmelm/attention.py")
+    deadline = time.monotonic() + 30
+    while f"index kept loaded: {index}" not in env.status(repo).stdout and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert f"index kept loaded: {index}" in env.status(repo).stdout
+    warm = env.run(repo, "hook", "acmelm/attention.py")
+    assert (warm.returncode, warm.stdout, warm.stderr) == (first.returncode, first.stdout, first.stderr)
+    assert "upstream tinylm/" in warm.stdout
+    # The index changes under the server: the next run sees the new one, never the one kept loaded.
+    assert env.run(repo, "index", "remove", "upstream", "--index", str(index)).returncode == 0
+    assert env.run(repo, "index", "add", "renamed", str(EXAMPLES / "upstream"), "--index", str(index)).returncode == 0
+    after = env.run(repo, "hook", "acmelm/attention.py")
+    direct = env.run(repo, "hook", "acmelm/attention.py", PROVSCAN_HOOK_SERVER="0")
+    assert (after.returncode, after.stdout, after.stderr) == (direct.returncode, direct.stdout, direct.stderr)
+    assert "renamed tinylm/" in after.stdout and "upstream tinylm/" not in after.stdout
+    # A stored file changed in place (same manifest): a clear error, as without the server.
+    env.run(repo, "hook", "acmelm/attention.py")  # the server keeps the new index loaded
+    array = sorted(index.glob("refs/*/sigs.npy"))[0]
+    with open(array, "r+b") as fh:
+        fh.seek(200)
+        fh.write(b"\x01\x02\x03\x04")
+    broken = env.run(repo, "hook", "acmelm/attention.py")
+    assert broken.returncode == 2 and "corrupt" in broken.stderr and len(broken.stderr.splitlines()) == 1
+
+
 def test_concurrent_hook_runs_through_the_server_are_each_their_own(project):
     env, repo = project
     assert env.run(repo, "server", "start").returncode == 0

@@ -238,17 +238,16 @@ def serve(idle: float = IDLE_SECONDS) -> int:
     finally:
         os.umask(old_umask)
     listener.listen(64)
-    stopping: list[bool] = []
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    def stop_serving(*_) -> None:  # raised out of select(), which Python would otherwise resume
+        raise _Stopped
+
+    signal.signal(signal.SIGTERM, stop_serving)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     since, served = time.time(), 0
     reports: dict[int, bytes] = {}  # read ends of the children's pipes -> what they said so far
     try:
-        while not stopping:
-            try:
-                ready, _, _ = select.select([listener, *reports], [], [], idle)
-            except InterruptedError:
-                continue
+        while True:
+            ready, _, _ = select.select([listener, *reports], [], [], idle)
             if not ready:
                 return 0  # idle
             for fd in [fd for fd in ready if fd in reports]:
@@ -303,6 +302,8 @@ def serve(idle: float = IDLE_SECONDS) -> int:
                 os.close(write_end)
                 reports[read_end] = b""
                 _close(fds)
+    except _Stopped:
+        return 0
     finally:
         listener.close()
         try:
@@ -310,6 +311,10 @@ def serve(idle: float = IDLE_SECONDS) -> int:
         except OSError:
             pass
     return 0
+
+
+class _Stopped(Exception):
+    """SIGTERM (provscan server stop)."""
 
 
 def _warm(report: bytes) -> None:

@@ -238,6 +238,7 @@ def serve(idle: float = IDLE_SECONDS) -> int:
     finally:
         os.umask(old_umask)
     listener.listen(64)
+
     def stop_serving(*_) -> None:  # raised out of select(), which Python would otherwise resume
         raise _Stopped
 

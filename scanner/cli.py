@@ -363,13 +363,15 @@ def cmd_index(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    from scanner import hookserver
+    forwarded = False
+    if argv[:1] == ["hook"]:
+        from scanner import hookserver
 
-    forwarded = argv[:1] == ["hook"] and hookserver.enabled() and not hookserver.serving
-    if forwarded:
-        code = hookserver.forward(argv)  # a resident server runs this same main() in a child
-        if code is not None:
-            return code
+        forwarded = hookserver.enabled() and not hookserver.serving
+        if forwarded:
+            code = hookserver.forward(argv)  # a resident server runs this same main() in a child
+            if code is not None:
+                return code
     try:
         args = build_parser().parse_args(argv)
         if args.command == "scan":

@@ -77,15 +77,29 @@ def _private_folder(folder: str) -> None:
 
 # ---- client --------------------------------------------------------------------------------
 
-def forward(argv: list[str]) -> int | None:
-    """Run `provscan ARGV` in the server; None when there is no usable server (run in process)."""
-    path = socket_path()
+def _connect() -> tuple[socket.socket, int] | None:
+    """A connection to this installation's server, and the server's pid (from the kernel, not from
+    what the peer says); None when none listens, or the listener is not this user's."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.settimeout(_CONNECT_TIMEOUT)
-        sock.connect(path)
-        if _peer_uid(sock) != os.getuid():
-            return None
+        sock.connect(socket_path())
+        pid, uid = _peer(sock)
+        if uid == os.getuid():
+            return sock, pid
+    except OSError:
+        pass
+    sock.close()
+    return None
+
+
+def forward(argv: list[str]) -> int | None:
+    """Run `provscan ARGV` in the server; None when there is no usable server (run in process)."""
+    connected = _connect()
+    if connected is None:
+        return None
+    sock = connected[0]
+    try:
         umask = os.umask(0o022)
         os.umask(umask)
         request = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "umask": umask,
@@ -119,9 +133,11 @@ def spawn() -> None:
         pass  # the next run is simply in process again
 
 
-def _peer_uid(sock: socket.socket) -> int:
+def _peer(sock: socket.socket) -> tuple[int, int]:
+    """(pid, uid) of the process at the other end of a Unix socket (SO_PEERCRED)."""
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return struct.unpack("3i", creds)[1]
+    pid, uid, _gid = struct.unpack("3i", creds)
+    return pid, uid
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
@@ -135,33 +151,36 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
 
 
 def status() -> dict | None:
-    """{"pid", "served", "since"} of the running server, or None."""
-    path = socket_path()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    """{"pid", "served", "since", "socket", "warm"} of the running server, or None."""
+    connected = _connect()
+    if connected is None:
+        return None
+    sock, pid = connected
     try:
-        sock.settimeout(_CONNECT_TIMEOUT)
-        sock.connect(path)
         request = json.dumps({"status": True}).encode()
         sock.sendall(struct.pack("!I", len(request)) + request)
         size = _recv_exact(sock, 4)
         body = _recv_exact(sock, struct.unpack("!I", size)[0]) if size else None
-        return json.loads(body) if body else None
+        info = json.loads(body) if body else None
     except (OSError, ValueError):
         return None
     finally:
         sock.close()
+    return {**info, "pid": pid} if isinstance(info, dict) else None
 
 
 def stop() -> bool:
     """Ask the running server to exit; True when one was running."""
-    info = status()
-    if info is None:
+    connected = _connect()
+    if connected is None:
         return False
+    sock, pid = connected
+    sock.close()
     import signal
 
     try:
-        os.kill(int(info["pid"]), signal.SIGTERM)
-    except (OSError, ValueError, KeyError):
+        os.kill(pid, signal.SIGTERM)  # the pid the kernel gives for the listener: ours, checked
+    except OSError:
         return False
     return True
 
@@ -266,7 +285,7 @@ def serve(idle: float = IDLE_SECONDS) -> int:
                 continue
             with conn:
                 try:
-                    if _peer_uid(conn) != os.getuid():
+                    if _peer(conn)[1] != os.getuid():
                         continue
                     conn.settimeout(10)
                     head, fds, _, _ = socket.recv_fds(conn, 4, 3)

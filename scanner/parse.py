@@ -21,7 +21,6 @@ lines and comments (tests/test_speedups.py).
 from __future__ import annotations
 
 import keyword
-import os
 import re
 from itertools import compress
 from dataclasses import dataclass, field
@@ -65,15 +64,11 @@ _STRUCTURE_QUERY = """
 
 
 def _compiled_lexer():
-    """scanner._lex when it was built for this Python's keywords, else None (PROVSCAN_PURE_PYTHON=1
-    forces the Python lexer, to compare the two)."""
-    if os.environ.get("PROVSCAN_PURE_PYTHON"):
-        return None
-    try:
-        from scanner import _lex as compiled
-    except ImportError:
-        return None
-    return compiled if compiled.KEYWORDS == tuple(keyword.kwlist) else None
+    """scanner._lex when it was built for this Python's keywords, else None."""
+    from signatures import compiled
+
+    module = compiled("scanner._lex")
+    return module if module is not None and module.KEYWORDS == tuple(keyword.kwlist) else None
 
 
 _COMPILED = _compiled_lexer()

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from signatures.shingles import compiled as _compiled_module
+from signatures import compiled
 
-_compiled = _compiled_module()  # MinHasher.signature's compiled twin (signatures/_native.c), or None
+_compiled = compiled()  # MinHasher.signature's compiled twin (signatures/_native.c), or None
 
 SCHEME = "affine32"
 _MAX32 = np.uint32(0xFFFFFFFF)

@@ -6,26 +6,14 @@ Hashes are 64-bit and stable across processes and machines (xxh64, no Python has
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import numpy as np
 import xxhash
 
+from signatures import compiled
 
-def compiled():
-    """signatures._native (shingle hashes and MinHash in C, identical values) when it was built;
-    None without it or with PROVSCAN_PURE_PYTHON=1 (to compare the two)."""
-    if os.environ.get("PROVSCAN_PURE_PYTHON"):
-        return None
-    try:
-        from signatures import _native
-    except ImportError:
-        return None
-    return _native
-
-
-_compiled = compiled()
+_compiled = compiled()  # shingle_hashes' compiled twin (signatures/_native.c), or None
 
 # Odd 64-bit multiplier for the polynomial combination of k token hashes.
 _MULT = np.uint64(0x9E3779B97F4A7C15)

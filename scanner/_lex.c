@@ -7,6 +7,7 @@
  *   lex(data: bytes, docstrings: list[tuple[int, int]])
  *     -> (abstract: bytearray of uint64, concrete: bytearray of uint64, lines: bytearray of int32,
  *         comments: list[tuple[int, str]])
+ *   anchors(data: bytes) -> list[int]: offsets of the tokens def, class, import, from
  *
  * It must give exactly what the Python path gives (tests/test_speedups.py compares them on every
  * file of a real package and on generated and random inputs), so each rule below names the part
@@ -438,6 +439,32 @@ done:
     return result;
 }
 
+/* Byte offsets of the tokens def, class, import and from (the lexer's tokens: not inside strings
+ * or comments), in order: where parse.py asks tree-sitter for definitions and imports. */
+static PyObject *anchors(PyObject *self, PyObject *args) {
+    Py_buffer buf;
+    if (!PyArg_ParseTuple(args, "y*", &buf)) return NULL;
+    const unsigned char *d = buf.buf;
+    Py_ssize_t n = buf.len, p = 0;
+    PyObject *out = PyList_New(0);
+    while (out && p < n) {
+        while (p < n && (d[p] == ' ' || d[p] == '\t' || d[p] == '\f')) p++;
+        if (p >= n) break;
+        enum kind kind;
+        Py_ssize_t len = token_at(d, n, p, &kind);
+        if (kind == K_NAME && len >= 3 && len <= 6 &&
+            ((len == 3 && memcmp(d + p, "def", 3) == 0) || (len == 5 && memcmp(d + p, "class", 5) == 0) ||
+             (len == 6 && memcmp(d + p, "import", 6) == 0) || (len == 4 && memcmp(d + p, "from", 4) == 0))) {
+            PyObject *at = PyLong_FromSsize_t(p);
+            if (!at || PyList_Append(out, at) < 0) Py_CLEAR(out);
+            Py_XDECREF(at);
+        }
+        p += len;
+    }
+    PyBuffer_Release(&buf);
+    return out;
+}
+
 static PyObject *py_xxh64(PyObject *self, PyObject *args) {
     Py_buffer buf;
     if (!PyArg_ParseTuple(args, "y*", &buf)) return NULL;
@@ -448,6 +475,7 @@ static PyObject *py_xxh64(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"lex", lex, METH_VARARGS, "Token hashes (abstract, concrete), lines and comments of Python source bytes."},
+    {"anchors", anchors, METH_VARARGS, "Byte offsets of the tokens def, class, import and from."},
     {"xxh64", py_xxh64, METH_VARARGS, "XXH64 (seed 0) of bytes, as the lexer hashes tokens."},
     {NULL, NULL, 0, NULL}};
 

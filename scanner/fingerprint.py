@@ -288,14 +288,27 @@ def fingerprint_sources(sources: list[SourceUnit], params: Params, *, workers: i
     # fork: workers inherit the imported modules (no re-import per worker) and nothing is pickled
     # but the tasks and results, which are our own objects. Largest files first, so that no worker
     # is left parsing one big file while the other idles at the end.
+    # The tasks themselves are not sent either: the workers inherit them, and get their indices.
     context = multiprocessing.get_context("fork")
     order = sorted(range(len(tasks)), key=lambda i: -len(sources[i].data))
     chunk = max(1, min(8, len(tasks) // (workers * 16) or 1))
     slots: list[Fingerprinted | None] = [None] * len(tasks)
-    with context.Pool(workers) as pool:
-        done = pool.imap(_fingerprint_one, [tasks[i] for i in order], chunksize=chunk)
-        for n, (i, result) in enumerate(zip(order, done)):
-            slots[i] = result
-            if progress and n % 50 == 0:
-                progress(n, len(tasks))
+    global _TASKS
+    _TASKS = tasks
+    try:
+        with context.Pool(workers) as pool:
+            done = pool.imap(_fingerprint_task, order, chunksize=chunk)
+            for n, (i, result) in enumerate(zip(order, done)):
+                slots[i] = result
+                if progress and n % 50 == 0:
+                    progress(n, len(tasks))
+    finally:
+        _TASKS = []
     return slots  # type: ignore[return-value]  # every slot is filled
+
+
+_TASKS: list = []  # the pool's tasks, set before its workers are forked
+
+
+def _fingerprint_task(i: int) -> Fingerprinted:
+    return _fingerprint_one(_TASKS[i])

@@ -51,7 +51,21 @@ def both(data: bytes):
     return parse_unit(SourceUnit("m.py", data)), parse_unit(SourceUnit("m.py", data), tokens=True)
 
 
+def assert_same_structure(data: bytes) -> None:
+    """Anchors: the compiled lexer's are the Python lexer's; on a clean tree, entering it at them
+    finds exactly the definitions and imports that the structure query (visiting every node) finds."""
+    assert parse._COMPILED.anchors(data) == [
+        m.start(1) for m in parse._TOKEN.finditer(data) if m.group(1) in parse._ANCHOR_WORDS], data[:200]
+    root = parse._parser().parse(data).root_node
+    if not root.has_error:
+        spans = lambda nodes: [(n.type, n.start_byte, n.end_byte) for n in nodes]  # noqa: E731
+        found, queried = parse.structure(root, data), parse.query_structure(root)
+        assert spans(found[0]) == spans(queried[0]), data[:200]
+        assert spans(found[1]) == spans(queried[1]), data[:200]
+
+
 def assert_same(data: bytes) -> int:
+    assert_same_structure(data)
     fast_unit, slow = both(data)
     assert fast_unit.hashes is not None and slow.hashes is None
     abstract, concrete = fast_unit.hashes

@@ -98,6 +98,7 @@ def fingerprint_unit(unit: ParsedUnit, params: Params, cache: dict | None = None
     fragment's signature is the elementwise minimum of its eligible children's signatures and
     of the signature of its own remaining shingles: each shingle is hashed once, not once per
     nesting level, and the result is exactly the signature of the fragment's whole shingle set.
+    All of a unit's signatures are one call (MinHasher.nested_signatures).
     """
     hasher = hasher or MinHasher(params.num_perm, params.seed)
     if unit.hashes is not None:
@@ -106,32 +107,26 @@ def fingerprint_unit(unit: ParsedUnit, params: Params, cache: dict | None = None
         abs_tok, con_tok = token_hashes(unit.abstract, cache), token_hashes(unit.concrete, cache)
     prints = UnitPrints(abs_tok, con_tok, np.asarray(unit.lines, dtype=np.int32))
     frags, k = unit.fragments, params.k
-    ok = [eligible(f, params) and f.tokens >= k for f in frags]
-    children: dict[int, list[int]] = {}
+    hashes = to_hash32(shingle_hashes(prints.abs_tok, k))  # hashes[i]: the shingle of tokens i..i+k-1
+    # Each shingle belongs to the innermost eligible fragment around it (fragments come in document
+    # order, parents first, so inner ones overwrite); each eligible fragment's host is its nearest
+    # eligible ancestor. Shingles of an ineligible fragment stay with its host.
+    row_of: dict[int, int] = {}
+    rows: list[int] = []
+    hosts: list[int] = []
+    owner = np.full(len(hashes), -1, dtype=np.int32)
     for fi, frag in enumerate(frags):
-        if not ok[fi]:
+        if not (eligible(frag, params) and frag.tokens >= k):
             continue
         host = frag.parent
-        while host is not None and not ok[host]:
+        while host is not None and host not in row_of:
             host = frags[host].parent
-        if host is not None:
-            children.setdefault(host, []).append(fi)
-    hashes = to_hash32(shingle_hashes(prints.abs_tok, k))  # hashes[i]: the shingle of tokens i..i+k-1
-    sigs: dict[int, np.ndarray] = {}
-    for fi in reversed(range(len(frags))):  # children come after their parents in frags
-        if not ok[fi]:
-            continue
-        lo, hi = frags[fi].tok_start, frags[fi].tok_end - k + 1
-        own = np.ones(hi - lo, dtype=bool)
-        for c in children.get(fi, ()):
-            own[frags[c].tok_start - lo:frags[c].tok_end - k + 1 - lo] = False
-        sig = hasher.signature(hashes[lo:hi][own])
-        for c in children.get(fi, ()):
-            np.minimum(sig, sigs[c], out=sig)
-        sigs[fi] = sig
-    rows = sorted(sigs)
+        row_of[fi] = len(rows)
+        hosts.append(-1 if host is None else row_of[host])
+        rows.append(fi)
+        owner[frag.tok_start:frag.tok_end - k + 1] = row_of[fi]
     prints.eligible = np.asarray(rows, dtype=np.int32)
-    prints.sigs = np.vstack([sigs[fi] for fi in rows]) if rows else np.empty((0, params.num_perm), dtype=np.uint32)
+    prints.sigs = hasher.nested_signatures(hashes, owner, np.asarray(hosts, dtype=np.int32))
     return prints
 
 

@@ -273,6 +273,7 @@ class _Rule:
     full: tuple[str, ...]
     phrases: frozenset[str]  # everything to look for
     strong: frozenset[str]  # keys and required wording: where evidence starts
+    key_words: tuple[frozenset[str], ...]  # the words of each key phrase: a text lacking some word lacks the phrase
 
 
 @cache
@@ -289,7 +290,7 @@ def _rules() -> tuple[_Rule, ...]:
         excludes = tuple(_norm(p) for p in spec.get("excludes", ()))
         full = tuple(_norm(p) for p in spec.get("full", ()))
         rules.append(_Rule(spdx, weights, keys, requires, excludes, full, frozenset(weights).union(excludes, full),
-                           keys.union(a for g in requires for a in g)))
+                           keys.union(a for g in requires for a in g), tuple(frozenset(k.split()) for k in keys)))
     return tuple(rules)
 
 
@@ -302,12 +303,13 @@ class _Normalised:
         self.starts: list[int] = []
         for line in lines:
             self.starts.append(size)
-            toks = _TOKEN_RE.findall(line.casefold())
+            toks = _TOKEN_RE.findall(line.casefold()) if line else None  # file headers are mostly blank lines
             if toks:
                 chunk = " ".join(toks) + " "
                 parts.append(chunk)
                 size += len(chunk)
         self.buf = _mask_gnu_appendix("".join(parts))
+        self.words = frozenset(self.buf.split())
         self._seen: dict[str, list[_Span]] = {}  # rules share phrases (the twelve GNU rules most)
 
     def line_of(self, offset: int) -> int:
@@ -361,7 +363,7 @@ _WINDOW_AFTER = 3000
 
 def _match_rule(rule: _Rule, norm: _Normalised) -> tuple[int, int, str] | None:
     """(evidence start, evidence end, how) for the first place the rule's wording is present, else None."""
-    if not any(norm.occurrences(k) for k in rule.keys):
+    if not any(words <= norm.words for words in rule.key_words) or not any(norm.occurrences(k) for k in rule.keys):
         return None  # the common case: none of this licence's own wording, skip its other phrases
     found = {p: occ for p in rule.phrases if (occ := norm.occurrences(p))}
     anchors = sorted((s, p) for p in rule.keys if p in found for s in found[p])
@@ -489,7 +491,7 @@ def _has_top_level_or(expr: str) -> bool:
 def _spdx_matches(lines: list[str]) -> list[LicenseMatch]:
     out = []
     for i, line in enumerate(lines, 1):
-        m = _SPDX_ID_RE.search(line)
+        m = _SPDX_ID_RE.search(line) if line else None
         if not m:
             continue
         expr = " ".join(_COMMENT_TAIL_RE.sub("", m.group("expr")).split())
@@ -634,6 +636,8 @@ def _parse_copyright(cleaned: str) -> tuple[str | None, str] | None:
 def _copyrights(lines: list[str]) -> list[Copyright]:
     out = []
     for i, line in enumerate(lines, 1):
+        if not line:
+            continue
         low = line.lower()
         if "copyright" not in low and "(c)" not in low and "©" not in low and "&copy;" not in low and "copr." not in low:
             continue  # cheap pre-filter; most lines say nothing about copyright

@@ -439,10 +439,14 @@ def parse_unit(unit: SourceUnit, tokens: bool = False) -> ParsedUnit:
         end_row, end_column = node.end_point
         start_line = outer.start_point[0] + 1
         end_line = max(start_line, end_row + (1 if end_column else 0))
-        tok_start = int(lines.searchsorted(start_line, "left"))
-        tok_end = int(lines.searchsorted(end_line, "right"))
         qualified = ".".join([entry[2] for entry in stack] + [name])
-        fragments.append(Fragment(kind, qualified, start_line, end_line, tok_start, tok_end, parent, len(stack) + 1))
+        fragments.append(Fragment(kind, qualified, start_line, end_line, 0, 0, parent, len(stack) + 1))
         stack.append((node.end_byte, len(fragments) - 1, name))
+    if len(fragments) > 1:  # token ranges of all definitions in two calls (numpy calls cost microseconds each)
+        defined = fragments[1:]
+        starts = lines.searchsorted([f.start_line for f in defined], "left").tolist()
+        ends = lines.searchsorted([f.end_line for f in defined], "right").tolist()
+        for frag, tok_start, tok_end in zip(defined, starts, ends):
+            frag.tok_start, frag.tok_end = tok_start, tok_end
     return ParsedUnit(unit.path, unit.cell, text, toks.abstract, toks.concrete, lines, fragments, comments,
                       imports, error_lines(root), invalid, hashes)

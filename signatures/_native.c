@@ -2,6 +2,7 @@
  * signatures.shingles.shingle_hashes: identical values (tests/test_speedups.py).
  *
  *   signature(hashes32, a, b, out) -> None
+ *   nested_signatures(hashes32, owner, parent, a, b, out) -> None   (MinHasher.nested_signatures)
  *   shingle_hashes(tokens, k) -> bytearray of uint64 (one per window of k tokens)
  *
  * hashes32: uint32 buffer of shingle hashes; a, b: uint32 permutation parameters (num_perm each);
@@ -34,6 +35,62 @@ static void minhash(const uint32_t *hashes, Py_ssize_t n, const uint32_t *a, con
             out[j] = v < out[j] ? v : out[j];
         }
     }
+}
+
+/* One signature per row: row r is the minimum over the hashes i with owner[i] == r, then over the
+ * rows whose parent is r (parent[r] < r: a parent's row comes first, so children are folded into
+ * their parents last to first and a row ends up covering its whole subtree). */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+static void nested_minhash(const uint32_t *hashes, const int32_t *owner, Py_ssize_t n, const int32_t *parent,
+                           Py_ssize_t rows, const uint32_t *a, const uint32_t *b, uint32_t *out, Py_ssize_t perms) {
+    for (Py_ssize_t j = 0; j < rows * perms; j++) out[j] = 0xFFFFFFFFu;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (owner[i] < 0) continue;
+        uint32_t h = fmix32(hashes[i]);
+        uint32_t *row = out + (Py_ssize_t)owner[i] * perms;
+        for (Py_ssize_t j = 0; j < perms; j++) {
+            uint32_t v = a[j] * h + b[j];
+            row[j] = v < row[j] ? v : row[j];
+        }
+    }
+    for (Py_ssize_t r = rows - 1; r > 0; r--) {
+        if (parent[r] < 0) continue;
+        uint32_t *up = out + (Py_ssize_t)parent[r] * perms, *row = out + r * perms;
+        for (Py_ssize_t j = 0; j < perms; j++) up[j] = row[j] < up[j] ? row[j] : up[j];
+    }
+}
+
+static PyObject *nested_signatures(PyObject *self, PyObject *args) {
+    Py_buffer h, owner, parent, a, b, out;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*w*", &h, &owner, &parent, &a, &b, &out)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = h.len / 4, rows = parent.len / 4, perms = a.len / 4;
+    int ok = a.len == b.len && a.len % 4 == 0 && h.len % 4 == 0 && owner.len == h.len && parent.len % 4 == 0 &&
+             out.len == rows * perms * 4;
+    if (ok) {
+        const int32_t *o = owner.buf, *p = parent.buf;
+        for (Py_ssize_t i = 0; i < n && ok; i++) ok = o[i] < rows;
+        for (Py_ssize_t r = 0; r < rows && ok; r++) ok = p[r] < r;
+    }
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "nested_signatures: uint32 hashes, int32 owner (one per hash, < rows), "
+                                          "int32 parent (parent[r] < r), a and b of num_perm, out of rows x num_perm");
+    } else {
+        Py_BEGIN_ALLOW_THREADS
+        nested_minhash(h.buf, owner.buf, n, parent.buf, rows, a.buf, b.buf, out.buf, perms);
+        Py_END_ALLOW_THREADS
+        result = Py_None;
+        Py_INCREF(result);
+    }
+    PyBuffer_Release(&h);
+    PyBuffer_Release(&owner);
+    PyBuffer_Release(&parent);
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&b);
+    PyBuffer_Release(&out);
+    return result;
 }
 
 static PyObject *signature(PyObject *self, PyObject *args) {
@@ -90,6 +147,7 @@ static PyObject *shingle_hashes(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"signature", signature, METH_VARARGS, "MinHash (affine32) of uint32 hashes into out."},
+    {"nested_signatures", nested_signatures, METH_VARARGS, "One MinHash per row of nested fragments, into out."},
     {"shingle_hashes", shingle_hashes, METH_VARARGS, "Hash of every window of k uint64 token hashes."},
     {NULL, NULL, 0, NULL}};
 

@@ -72,6 +72,30 @@ class MinHasher:
                 np.minimum(out, block.min(axis=0), out=out)
         return out
 
+    def nested_signatures(self, hashes32: np.ndarray, owner: np.ndarray, parent: np.ndarray) -> np.ndarray:
+        """One signature per row of nested sets, (rows, num_perm) uint32.
+
+        owner[i]: the row hash i belongs to directly (-1: none); parent[r] < r: the row whose set
+        contains row r's set (-1: none). Row r's signature is that of its own hashes and of all its
+        descendants' hashes: each hash is permuted once, and a row's minimum is folded into its parent.
+        """
+        rows = len(parent)
+        out = np.empty((rows, self.num_perm), dtype=np.uint32)
+        hashes32 = np.ascontiguousarray(hashes32, dtype=np.uint32)
+        owner = np.ascontiguousarray(owner, dtype=np.int32)
+        parent = np.ascontiguousarray(parent, dtype=np.int32)
+        if _compiled is not None:
+            _compiled.nested_signatures(hashes32, owner, parent, self._a, self._b, out)
+            return out
+        order = np.argsort(owner, kind="stable")
+        bounds = np.searchsorted(owner[order], np.arange(rows + 1))
+        for r in range(rows):
+            out[r] = self.signature(hashes32[order[bounds[r]:bounds[r + 1]]])
+        for r in range(rows - 1, 0, -1):
+            if parent[r] >= 0:
+                np.minimum(out[parent[r]], out[r], out=out[parent[r]])
+        return out
+
     def to_datasketch(self, values: np.ndarray):
         """Wrap values as a datasketch LeanMinHash (for datasketch's LSH)."""
         from datasketch import LeanMinHash

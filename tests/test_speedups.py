@@ -156,6 +156,31 @@ def test_minhash_is_numpy(nativec):
         assert compiled.dtype == np.uint32 and np.array_equal(compiled, numpy_values), n
 
 
+def test_nested_signatures_are_numpy_and_cover_each_subtree(nativec):
+    hasher = minhash.MinHasher(128, 1)
+    rng = np.random.default_rng(4)
+    for n, rows in ((0, 1), (1, 1), (50, 3), (3000, 40), (20_000, 200)):
+        values = rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32)
+        parent = np.array([-1] + [int(rng.integers(-1, r)) for r in range(1, rows)], dtype=np.int32)
+        owner = rng.integers(-1, rows, n).astype(np.int32)
+        compiled = hasher.nested_signatures(values, owner, parent)
+        minhash._compiled = None
+        try:
+            numpy_values = hasher.nested_signatures(values, owner, parent)
+        finally:
+            minhash._compiled = nativec
+        assert compiled.shape == (rows, 128) and np.array_equal(compiled, numpy_values), (n, rows)
+        for r in range(rows):  # a row's signature is that of every hash owned in its subtree
+            subtree = {r}
+            for c in range(r + 1, rows):
+                if parent[c] in subtree:
+                    subtree.add(c)
+            assert np.array_equal(compiled[r], hasher.signature(values[np.isin(owner, list(subtree))])), (n, r)
+    with pytest.raises(ValueError):  # a parent after its child would be folded too late
+        nativec.nested_signatures(values[:2], np.array([0, 1], dtype=np.int32), np.array([-1, 1], dtype=np.int32),
+                                  hasher._a, hasher._b, np.empty((2, 128), dtype=np.uint32))
+
+
 def test_shingle_hashes_are_numpy(nativec):
     rng = np.random.default_rng(5)
     for n in (0, 1, 4, 5, 6, 1000):

@@ -62,9 +62,15 @@ class UnitPrints:
     lines: np.ndarray  # int32 line of each token
     eligible: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int32))  # fragment indices
     sigs: np.ndarray = field(default_factory=lambda: np.empty((0, 0), dtype=np.uint32))  # one row per eligible
-    # Only when fingerprinted as a reference (computed in the worker, where the text still is):
+    # Only when fingerprinted as a reference, computed in the worker (where the text still is) and
+    # as a few flat arrays (tens of thousands of small objects cost more to send than to compute):
     notes: dict[int, tuple[int, str]] = field(default_factory=dict)  # eligible fragment -> its Copied-from note
-    functions: list[tuple[bytes, np.ndarray]] = field(default_factory=list)  # (token-sequence key, shingle set)
+    fragment_rows: np.ndarray | None = None  # int64 (fragments, 6): reference.fragment_rows
+    symbols: list = field(default_factory=list)  # qualified name of each fragment (None: module)
+    fragment_keys: list[bytes] = field(default_factory=list)  # xxh3-128 of each fragment's abstract tokens
+    function_keys: list[bytes] = field(default_factory=list)  # the same, of each function/method
+    function_shingles: np.ndarray | None = None  # uint64: each function's distinct shingles, sorted, end to end
+    function_ends: np.ndarray | None = None  # int64: where each function's run in function_shingles ends
 
 
 def eligible(fragment: Fragment, params: Params) -> bool:
@@ -217,20 +223,39 @@ def _analyse_header(text: str):
 
 
 def _reference_extras(unit: ParsedUnit, prints: UnitPrints, params: Params) -> None:
-    """Copied-from notes of indexed fragments, and each function's shingles for document frequency."""
+    """What a stored reference keeps of a unit's fragments: their rows, names and token-sequence
+    keys, the Copied-from notes of indexed ones, and each function's shingles (document frequency).
+    The unit's Fragment objects are then dropped: the rows replace them."""
     import xxhash
 
     from scanner.attribute import provenance_note
+    from scanner.reference import fragment_rows
 
-    for fi in prints.eligible:
-        note = provenance_note(unit, unit.fragments[int(fi)])
+    frags, abs_tok, k = unit.fragments, prints.abs_tok, params.k
+    for fi in prints.eligible.tolist():
+        note = provenance_note(unit, frags[fi])
         if note:
-            prints.notes[int(fi)] = note
-    shingles = shingle_hashes(prints.abs_tok, params.k)  # once per unit, sliced per function
-    for frag in unit.fragments:
-        if frag.kind in ("function", "method"):
-            key = xxhash.xxh3_128_digest(prints.abs_tok[frag.tok_start:frag.tok_end].tobytes())
-            prints.functions.append((key, sorted_unique(shingles[frag.tok_start:max(frag.tok_start, frag.tok_end - params.k + 1)])))
+            prints.notes[fi] = note
+    prints.fragment_rows = fragment_rows(frags)
+    prints.symbols = [f.symbol for f in frags]
+    prints.fragment_keys = [xxhash.xxh3_128_digest(abs_tok[f.tok_start:f.tok_end]) for f in frags]
+    functions = [fi for fi, f in enumerate(frags) if f.kind in ("function", "method")]
+    prints.function_keys = [prints.fragment_keys[fi] for fi in functions]
+    # Every function's shingle window at once: gather, sort by (function, shingle), drop repeats.
+    starts = np.asarray([frags[fi].tok_start for fi in functions], dtype=np.int64)
+    stops = np.maximum(starts, np.asarray([frags[fi].tok_end - k + 1 for fi in functions], dtype=np.int64))
+    lengths = stops - starts
+    firsts = np.cumsum(lengths) - lengths
+    at = np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(starts - firsts, lengths)
+    values = shingle_hashes(abs_tok, k)[at]
+    owner = np.repeat(np.arange(len(functions), dtype=np.int64), lengths)
+    order = np.lexsort((values, owner))
+    values, owner = values[order], owner[order]
+    new = np.ones(len(values), dtype=bool)
+    new[1:] = (values[1:] != values[:-1]) | (owner[1:] != owner[:-1])
+    prints.function_shingles = values[new]
+    prints.function_ends = np.searchsorted(owner[new], np.arange(len(functions)), "right").astype(np.int64)
+    unit.fragments = []
 
 
 _CACHE: dict = {}

@@ -33,6 +33,14 @@ _KIND_CODE = {k: i for i, k in enumerate(KINDS)}
 _UNIT, _KIND, _START, _END, _TOK_START, _TOK_END, _PARENT = range(7)
 
 
+def fragment_rows(fragments: list[Fragment]) -> np.ndarray:
+    """A unit's fragments as int64 rows: kind code, start line, end line, token start, token end,
+    parent (-1: none), in the unit's own numbering (build_stored offsets them)."""
+    rows = np.asarray([(_KIND_CODE[f.kind], f.start_line, f.end_line, f.tok_start, f.tok_end,
+                        -1 if f.parent is None else f.parent) for f in fragments], dtype=np.int64)
+    return rows.reshape(-1, 6)
+
+
 def document_frequency(prints) -> tuple[np.ndarray, np.ndarray, int]:
     """For each abstract shingle, in how many distinct functions/methods it occurs.
 
@@ -40,16 +48,20 @@ def document_frequency(prints) -> tuple[np.ndarray, np.ndarray, int]:
     copied into many places does not become "boilerplate".
     """
     seen: set[bytes] = set()
-    sets = []
+    parts = []
+    distinct = 0
     for pr in prints:
-        for key, shingles in pr.functions:
-            if key not in seen:
-                seen.add(key)
-                sets.append(shingles)
-    if not sets:
+        first = []
+        for key in pr.function_keys:
+            first.append(key not in seen)
+            seen.add(key)
+        if any(first):
+            distinct += sum(first)
+            parts.append(pr.function_shingles[np.repeat(first, np.diff(pr.function_ends, prepend=0))])
+    if not distinct:
         return np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.uint32), 0
-    values, counts = np.unique(np.concatenate(sets), return_counts=True)
-    return values, counts.astype(np.uint32), len(sets)
+    values, counts = np.unique(np.concatenate(parts), return_counts=True)
+    return values, counts.astype(np.uint32), distinct
 
 
 def build_stored(tree, params: Params, *, includes: list[str] | None = None, preset: str | None = None,
@@ -59,41 +71,43 @@ def build_stored(tree, params: Params, *, includes: list[str] | None = None, pre
 
     units, prints = tree.units, tree.prints
     offsets = np.cumsum([0] + [len(p.abs_tok) for p in prints])
-    frag_rows, symbols, notes = [], [], {}
-    eligible_sigs: dict[int, np.ndarray] = {}
+    counts = [len(p.fragment_rows) for p in prints]
+    bases = np.cumsum([0] + counts)
+    unit_of = np.repeat(np.arange(len(units), dtype=np.int64), counts)
+    frags = np.zeros((int(bases[-1]), 7), dtype=np.int64)
+    if len(frags):
+        frags[:, _UNIT] = unit_of
+        frags[:, _KIND:] = np.concatenate([p.fragment_rows for p in prints])
+        frags[:, _TOK_START] += offsets[unit_of]
+        frags[:, _TOK_END] += offsets[unit_of]
+        has_parent = frags[:, _PARENT] >= 0
+        frags[has_parent, _PARENT] += bases[unit_of[has_parent]]
+    symbols = [s for p in prints for s in p.symbols]
+    notes = {str(int(bases[ui]) + fi): list(note) for ui, p in enumerate(prints) for fi, note in p.notes.items()}
     unit_meta = []
-    for ui, (unit, pr) in enumerate(zip(units, prints)):
-        base = len(frag_rows)
-        off = int(offsets[ui])
+    for unit in units:
         info = tree.file_info.get(unit.path)
         unit_meta.append([unit.path, unit.cell, info.spdx if info else None,
                           [[c.line, c.text, c.holder] for c in info.copyrights] if info else []])
-        eligible_rows = {int(fi): row for row, fi in enumerate(pr.eligible)}
-        for fi, frag in enumerate(unit.fragments):
-            fid = len(frag_rows)
-            frag_rows.append((ui, _KIND_CODE[frag.kind], frag.start_line, frag.end_line, frag.tok_start + off,
-                              frag.tok_end + off, -1 if frag.parent is None else base + frag.parent))
-            symbols.append(frag.symbol)
-            if fi in eligible_rows:
-                eligible_sigs[fid] = pr.sigs[eligible_rows[fi]]
-                if fi in pr.notes:
-                    notes[str(fid)] = list(pr.notes[fi])
-    groups = _groups(prints, offsets, frag_rows)
+    groups = _groups(frags, [key for p in prints for key in p.fragment_keys])
     # Identical fragments (same abstract tokens) have identical signatures: only the group's
     # first fragment goes into the LSH; matching expands a group to its members.
-    indexed = [fid for fid in sorted(eligible_sigs) if groups[fid] == fid]
-    sig_rows = [eligible_sigs[fid] for fid in indexed]
+    eligible = np.concatenate([bases[ui] + p.eligible for ui, p in enumerate(prints)]).astype(np.int64) \
+        if prints else np.empty(0, dtype=np.int64)
+    all_sigs = np.vstack([p.sigs for p in prints]) if prints else np.empty((0, params.num_perm), dtype=np.uint32)
+    first_of_group = groups[eligible] == eligible
+    indexed = eligible[first_of_group]
+    sigs = all_sigs[first_of_group]
     member_fids = np.argsort(groups, kind="stable").astype(np.int32)
-    sigs = np.vstack(sig_rows) if sig_rows else np.empty((0, params.num_perm), dtype=np.uint32)
     b, r = band_params(params.lsh_threshold, params.num_perm)
-    table = BandTable.build(band_keys(sigs, b, r), np.asarray(indexed, dtype=np.int32))
+    table = BandTable.build(band_keys(sigs, b, r), indexed.astype(np.int32))
     df_values, df_counts, distinct = document_frequency(prints)
     a = tree.acquired
     meta = {
         "name": tree.name, "source": redact(a.source), "kind": a.kind, "commit": a.commit, "version": a.version,
         "url": redact(a.url) if a.url else None, "acquired_name": a.name, "license": tree.license,
         "repo_licenses": tree.repo_licenses, "packages": sorted(tree.packages), "homepages": sorted(tree.homepages),
-        "files": tree.files, "fragments": len(frag_rows), "indexed": len(eligible_sigs),
+        "files": tree.files, "fragments": len(frags), "indexed": len(eligible),
         "distinct_indexed": len(indexed),
         "source_bytes": tree.source_bytes,
         "skipped": len(tree.skipped), "includes": includes or [], "preset": preset, "df_distinct": distinct,
@@ -105,8 +119,8 @@ def build_stored(tree, params: Params, *, includes: list[str] | None = None, pre
            if prints else np.empty(0, dtype=dtype))
     arrays = {
         "abs_tok": cat("abs_tok", np.uint64), "con_tok": cat("con_tok", np.uint64), "lines": cat("lines", np.int32),
-        "frags": np.asarray(frag_rows, dtype=np.int64).reshape(-1, 7),
-        "indexed": np.asarray(indexed, dtype=np.int32), "sigs": sigs.astype(np.uint32),
+        "frags": frags,
+        "indexed": indexed.astype(np.int32), "sigs": sigs.astype(np.uint32),
         "band_keys": table.keys, "band_ids": table.ids,
         "df_values": df_values, "df_counts": df_counts, "groups": groups,
         "member_fids": member_fids, "member_reps": groups[member_fids],
@@ -116,19 +130,14 @@ def build_stored(tree, params: Params, *, includes: list[str] | None = None, pre
     return StoredReference(meta, arrays)
 
 
-def _groups(prints, offsets, frag_rows) -> np.ndarray:
+def _groups(frags: np.ndarray, keys: list[bytes]) -> np.ndarray:
     """Representative (first) fragment id of each fragment's group: same comparison level and
-    identical abstract token sequence (a file holding one function has that function's tokens,
-    but a module is never compared with a function)."""
-    import xxhash
-
+    identical abstract token sequence (keys: xxh3-128 of each fragment's abstract tokens; a file
+    holding one function has that function's tokens, but a module is never compared with a function)."""
     first: dict[tuple[int, bytes], int] = {}
-    out = np.empty(len(frag_rows), dtype=np.int32)
-    for fid, (ui, kind, _s, _e, tok_start, tok_end, _p) in enumerate(frag_rows):
-        off = int(offsets[ui])
-        key = xxhash.xxh3_128_digest(prints[ui].abs_tok[tok_start - off:tok_end - off].tobytes())
-        out[fid] = first.setdefault((LEVELS[kind], key), fid)
-    return out
+    levels = np.asarray(LEVELS)[frags[:, _KIND]].tolist()
+    return np.fromiter((first.setdefault(pair, fid) for fid, pair in enumerate(zip(levels, keys))),
+                       dtype=np.int32, count=len(keys))
 
 
 @dataclass(frozen=True)

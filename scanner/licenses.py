@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 __all__ = [
     "Copyright",
@@ -294,6 +294,13 @@ def _rules() -> tuple[_Rule, ...]:
     return tuple(rules)
 
 
+@lru_cache(maxsize=65536)
+def _norm_line(line: str) -> str:
+    """A line's tokens, each followed by a space; a project's files repeat their notice lines."""
+    toks = _TOKEN_RE.findall(line.casefold())
+    return " ".join(toks) + " " if toks else ""
+
+
 class _Normalised:
     """The token stream of some lines, with a map from buffer offset back to line number."""
 
@@ -303,9 +310,8 @@ class _Normalised:
         self.starts: list[int] = []
         for line in lines:
             self.starts.append(size)
-            toks = _TOKEN_RE.findall(line.casefold()) if line else None  # file headers are mostly blank lines
-            if toks:
-                chunk = " ".join(toks) + " "
+            chunk = _norm_line(line) if line else ""  # file headers are mostly blank lines
+            if chunk:
                 parts.append(chunk)
                 size += len(chunk)
         self.buf = _mask_gnu_appendix("".join(parts))
@@ -595,6 +601,7 @@ def _clean_holder(raw: str) -> str:
     return " ".join(h.split())
 
 
+@lru_cache(maxsize=16384)  # a project's files repeat their copyright lines
 def _parse_copyright(cleaned: str) -> tuple[str | None, str] | None:
     """(years, holder) for a copyright statement, None for anything else."""
     if _BOILERPLATE_RE.search(cleaned):

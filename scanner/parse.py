@@ -322,7 +322,7 @@ def query_structure(root) -> tuple[list, list]:
             sorted(captures.get("import", []), key=lambda n: n.start_byte))
 
 
-def structure(root, data: bytes) -> tuple[list, list]:
+def structure(root, data: bytes, imports: bool = True) -> tuple[list, list]:
     """(definitions, imports): function/class definition and import nodes, in document order.
 
     The structure query walks every node of the tree (a fifth of the parse's time on transformers).
@@ -333,10 +333,12 @@ def structure(root, data: bytes) -> tuple[list, list]:
     """
     if root.has_error:
         return query_structure(root)
-    defs, imports = [], []
+    defs, import_nodes = [], []
     last_import = -1
     for at in anchor_offsets(data):
         length, word, parents = _ANCHORS[data[at]]
+        if not imports and length in (4, 6):  # from, import
+            continue
         node = root.descendant_for_byte_range(at, at + length)
         parent = node.parent
         if parent is None or parent.type not in parents or node.type != word.decode():
@@ -344,9 +346,9 @@ def structure(root, data: bytes) -> tuple[list, list]:
         if word in (b"def", b"class"):
             defs.append(parent)
         elif parent.start_byte != last_import:  # `from m import x`: two anchors, one statement
-            imports.append(parent)
+            import_nodes.append(parent)
             last_import = parent.start_byte
-    return defs, imports
+    return defs, import_nodes
 
 
 def _first_statement(body):
@@ -378,11 +380,12 @@ def _lex_hashes(data: bytes, docstrings: list[tuple[int, int]]):
             np.frombuffer(lines, dtype=np.int32), comments)
 
 
-def parse_unit(unit: SourceUnit, tokens: bool = False) -> ParsedUnit:
+def parse_unit(unit: SourceUnit, tokens: bool = False, imports: bool = True) -> ParsedUnit:
     """Fragments, token channels and comments of one Python unit.
 
     tokens: keep the token strings (the Python lexer), for inspection; otherwise the compiled
-    lexer, when built, gives the token hashes only.
+    lexer, when built, gives the token hashes only. imports: False leaves ParsedUnit.imports
+    empty (a stored reference does not keep them).
     """
     data = unit.data
     text, invalid = decode_source(data)
@@ -398,7 +401,9 @@ def parse_unit(unit: SourceUnit, tokens: bool = False) -> ParsedUnit:
         if root.has_error:
             root = None
             root = _parser().parse(data).root_node
-    defs, import_nodes = structure(root, data)
+    defs, import_nodes = structure(root, data, imports)
+    if not imports:
+        import_nodes = []  # a tree with errors: the query found them anyway
     comments: list[tuple[int, str]] = []
     docstrings = []
     for body in [root] + [d.child_by_field_name("body") for d in defs]:

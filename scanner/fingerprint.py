@@ -21,7 +21,7 @@ from scanner.configs import is_config, is_model_config
 from scanner.parse import Fragment, ParsedUnit, parse_unit
 from scanner.walk import SourceUnit
 from signatures.minhash import MinHasher, to_hash32
-from signatures.shingles import shingle_hashes, sorted_unique, token_hashes
+from signatures.shingles import segment_unique, shingle_hashes, sorted_unique, token_hashes
 
 # Below this much source, a pool costs more to start than it saves.
 _POOL_MIN_BYTES = 2 * 1024 * 1024
@@ -241,20 +241,13 @@ def _reference_extras(unit: ParsedUnit, prints: UnitPrints, params: Params) -> N
     prints.fragment_keys = [xxhash.xxh3_128_digest(abs_tok[f.tok_start:f.tok_end]) for f in frags]
     functions = [fi for fi, f in enumerate(frags) if f.kind in ("function", "method")]
     prints.function_keys = [prints.fragment_keys[fi] for fi in functions]
-    # Every function's shingle window at once: gather, sort by (function, shingle), drop repeats.
+    # Every function's shingle window end to end (one gather), then each window's distinct values.
     starts = np.asarray([frags[fi].tok_start for fi in functions], dtype=np.int64)
     stops = np.maximum(starts, np.asarray([frags[fi].tok_end - k + 1 for fi in functions], dtype=np.int64))
     lengths = stops - starts
     firsts = np.cumsum(lengths) - lengths
     at = np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(starts - firsts, lengths)
-    values = shingle_hashes(abs_tok, k)[at]
-    owner = np.repeat(np.arange(len(functions), dtype=np.int64), lengths)
-    order = np.lexsort((values, owner))
-    values, owner = values[order], owner[order]
-    new = np.ones(len(values), dtype=bool)
-    new[1:] = (values[1:] != values[:-1]) | (owner[1:] != owner[:-1])
-    prints.function_shingles = values[new]
-    prints.function_ends = np.searchsorted(owner[new], np.arange(len(functions)), "right").astype(np.int64)
+    prints.function_shingles, prints.function_ends = segment_unique(shingle_hashes(abs_tok, k)[at], firsts + lengths)
     unit.fragments = []
 
 

@@ -115,7 +115,7 @@ def build_stored(tree, params: Params, *, includes: list[str] | None = None, pre
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "units": unit_meta, "symbols": symbols, "notes": notes,
     }
-    cat = (lambda name, dtype: np.concatenate([getattr(p, name) for p in prints]).astype(dtype)
+    cat = (lambda name, dtype: np.concatenate([getattr(p, name) for p in prints]).astype(dtype, copy=False)
            if prints else np.empty(0, dtype=dtype))
     arrays = {
         "abs_tok": cat("abs_tok", np.uint64), "con_tok": cat("con_tok", np.uint64), "lines": cat("lines", np.int32),

@@ -4,6 +4,7 @@
  *   signature(hashes32, a, b, out) -> None
  *   nested_signatures(hashes32, owner, parent, a, b, out) -> None   (MinHasher.nested_signatures)
  *   shingle_hashes(tokens, k) -> bytearray of uint64 (one per window of k tokens)
+ *   segment_unique(values, ends) -> (bytearray of uint64, bytearray of int64)   (shingles.segment_unique)
  *
  * hashes32: uint32 buffer of shingle hashes; a, b: uint32 permutation parameters (num_perm each);
  * out: writable uint32 buffer of num_perm, filled with min over h of (a * fmix32(h) + b) mod 2^32.
@@ -145,10 +146,55 @@ static PyObject *shingle_hashes(PyObject *self, PyObject *args) {
     return out;
 }
 
+/* shingles.segment_unique: each run of values (ends[i]: where run i ends) sorted, repeats dropped. */
+static int cmp_u64(const void *x, const void *y) {
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return (a > b) - (a < b);
+}
+
+static PyObject *segment_unique(PyObject *self, PyObject *args) {
+    Py_buffer vals, ends;
+    if (!PyArg_ParseTuple(args, "y*y*", &vals, &ends)) return NULL;
+    PyObject *out_vals = NULL, *out_ends = NULL, *result = NULL;
+    Py_ssize_t n = vals.len / 8, runs = ends.len / 8;
+    const int64_t *e = ends.buf;
+    int ok = vals.len % 8 == 0 && ends.len % 8 == 0;
+    for (Py_ssize_t r = 0; r < runs && ok; r++) ok = e[r] >= (r ? e[r - 1] : 0) && e[r] <= n;
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "segment_unique: uint64 values and non-decreasing int64 run ends <= len(values)");
+        goto done;
+    }
+    out_vals = PyByteArray_FromStringAndSize(vals.buf, vals.len);
+    out_ends = PyByteArray_FromStringAndSize(NULL, ends.len);
+    if (!out_vals || !out_ends) goto done;
+    uint64_t *v = (uint64_t *)PyByteArray_AS_STRING(out_vals);
+    int64_t *oe = (int64_t *)PyByteArray_AS_STRING(out_ends);
+    Py_ssize_t w = 0, lo = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t r = 0; r < runs; r++) {
+        Py_ssize_t hi = e[r];
+        qsort(v + lo, hi - lo, 8, cmp_u64);
+        for (Py_ssize_t i = lo; i < hi; i++)
+            if (i == lo || v[i] != v[i - 1]) v[w++] = v[i];
+        oe[r] = w;
+        lo = hi;
+    }
+    Py_END_ALLOW_THREADS
+    if (PyByteArray_Resize(out_vals, w * 8) < 0) goto done;
+    result = PyTuple_Pack(2, out_vals, out_ends);
+done:
+    Py_XDECREF(out_vals);
+    Py_XDECREF(out_ends);
+    PyBuffer_Release(&vals);
+    PyBuffer_Release(&ends);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"signature", signature, METH_VARARGS, "MinHash (affine32) of uint32 hashes into out."},
     {"nested_signatures", nested_signatures, METH_VARARGS, "One MinHash per row of nested fragments, into out."},
     {"shingle_hashes", shingle_hashes, METH_VARARGS, "Hash of every window of k uint64 token hashes."},
+    {"segment_unique", segment_unique, METH_VARARGS, "Each run of uint64 values sorted, repeats dropped."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "signatures._native", NULL, -1, methods};

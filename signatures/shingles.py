@@ -43,6 +43,19 @@ def sorted_unique(values: np.ndarray) -> np.ndarray:
     return out[keep]
 
 
+def segment_unique(values: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """sorted_unique of each run of values (run i ends at ends[i]), end to end, and the new ends."""
+    values = np.ascontiguousarray(values, dtype=np.uint64)
+    ends = np.ascontiguousarray(ends, dtype=np.int64)
+    if _compiled is not None:
+        out, out_ends = _compiled.segment_unique(values, ends)
+        return np.frombuffer(out, dtype=np.uint64), np.frombuffer(out_ends, dtype=np.int64)
+    runs = [sorted_unique(values[lo:hi]) for lo, hi in zip([0, *ends[:-1].tolist()], ends.tolist())]
+    out_ends = np.cumsum([len(r) for r in runs], dtype=np.int64)
+    return (np.concatenate(runs) if runs else np.empty(0, dtype=np.uint64)), out_ends
+
+
+
 def fmix64(h: np.ndarray) -> np.ndarray:
     """MurmurHash3's 64-bit finaliser: spreads every input bit over the whole word."""
     h = h ^ (h >> np.uint64(33))

@@ -181,6 +181,27 @@ def test_nested_signatures_are_numpy_and_cover_each_subtree(nativec):
                                   hasher._a, hasher._b, np.empty((2, 128), dtype=np.uint32))
 
 
+def test_segment_unique_is_numpy(nativec):
+    rng = np.random.default_rng(6)
+    for runs in (0, 1, 5, 300):
+        lengths = rng.integers(0, 60, runs)
+        lengths[::4] = 0  # empty runs (functions shorter than a shingle)
+        values = rng.integers(0, 40, int(lengths.sum())).astype(np.uint64) * np.uint64(2**59 + 7)  # repeats
+        ends = np.cumsum(lengths).astype(np.int64)
+        compiled = shingles.segment_unique(values, ends)
+        shingles._compiled = None
+        try:
+            numpy_values = shingles.segment_unique(values, ends)
+        finally:
+            shingles._compiled = nativec
+        assert np.array_equal(compiled[0], numpy_values[0]) and np.array_equal(compiled[1], numpy_values[1]), runs
+        for i, (lo, hi) in enumerate(zip([0, *ends[:-1]], ends)):
+            start = compiled[1][i - 1] if i else 0
+            assert np.array_equal(compiled[0][start:compiled[1][i]], np.unique(values[lo:hi]))
+    with pytest.raises(ValueError):
+        nativec.segment_unique(np.zeros(3, dtype=np.uint64), np.array([2, 1], dtype=np.int64))
+
+
 def test_shingle_hashes_are_numpy(nativec):
     rng = np.random.default_rng(5)
     for n in (0, 1, 4, 5, 6, 1000):

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import EXAMPLES, make_repo, scan_json, write_tree
@@ -161,6 +162,21 @@ def test_damaged_index_exits_2_with_advice(tmp_path, damage):
     assert {"truncate": "corrupt", "flip": "checksum", "manifest": "corrupt", "params": "k=7",
             "format": "unknown format"}[damage] in line
     assert any(word in line for word in ("rebuild", "re-add"))
+
+
+def test_stored_array_files_are_what_np_save_writes(tmp_path):
+    """Arrays are written header + body without a copy in memory: the same bytes as np.save, and the
+    checksum recorded for them is that of the file."""
+    import signatures.store as store
+
+    arrays = [np.arange(10, dtype=np.uint64), np.zeros((0, 128), np.uint32), np.arange(12, dtype=np.int32).reshape(3, 4),
+              np.frombuffer(b'{"a": 1}', np.uint8), np.zeros((2, 0), np.int64), np.arange(20, dtype=np.int64)[::2]]
+    for i, array in enumerate(arrays):
+        record = store._write_array(tmp_path / f"{i}.npy", array)
+        data, expected = store._array_record(array)
+        assert (tmp_path / f"{i}.npy").read_bytes() == data and record == expected, i
+        assert np.array_equal(np.load(tmp_path / f"{i}.npy", allow_pickle=False), array)
+        assert record["xxh3"] == store._checksum(tmp_path / f"{i}.npy")
 
 
 def test_checked_index_files_are_not_reread_until_they_change(tmp_path, monkeypatch):

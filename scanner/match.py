@@ -18,7 +18,7 @@ from scanner.configs import is_config
 from scanner.fingerprint import Params, UnitPrints, abstract_sequence, abstract_set, concrete_set
 from scanner.parse import Fragment, ParsedUnit
 from scanner.reference import KINDS, LEVELS, Reference
-from signatures.lsh import band_keys, band_params
+from signatures.lsh import agreement, band_keys, band_params
 from signatures.shingles import sorted_unique
 
 # Candidate groups verified exactly at a time per scanned fragment, the best estimates first, until
@@ -124,11 +124,7 @@ class ReferenceCorpus:
             # Agreement of the values' low bytes: an upper bound of the true agreement (off by
             # (128 - agreement) / 256 on average), at a quarter of the memory traffic. Being a little
             # generous here costs verification time, never a finding.
-            sigs = ref.signature_bytes
-            agree = np.zeros(len(rows), dtype=np.int16)
-            for lo in range(0, len(rows), _ESTIMATE_CHUNK):
-                hi = lo + _ESTIMATE_CHUNK
-                agree[lo:hi] = np.count_nonzero(sigs[sig_rows[lo:hi]] == qbytes[rows[lo:hi]], axis=1)
+            agree = agreement(ref.signature_bytes, sig_rows, qbytes, rows, _ESTIMATE_CHUNK)
             keep = agree >= need
             rows, fids, agree = rows[keep], fids[keep], agree[keep]  # sorted by row (BandTable.query sorts its pairs)
             if len(rows) == 0:

@@ -5,6 +5,8 @@
  *   nested_signatures(hashes32, owner, parent, a, b, out) -> None   (MinHasher.nested_signatures)
  *   shingle_hashes(tokens, k) -> bytearray of uint64 (one per window of k tokens)
  *   segment_unique(values, ends) -> (bytearray of uint64, bytearray of int64)   (shingles.segment_unique)
+ *   band_query(keys, ids, qkeys, bands) -> (bytearray of int64 rows, of int64 ids)   (lsh.BandTable.query)
+ *   agreement(ref, ref_rows, query, q_rows, width) -> bytearray of int16   (lsh.agreement)
  *
  * hashes32: uint32 buffer of shingle hashes; a, b: uint32 permutation parameters (num_perm each);
  * out: writable uint32 buffer of num_perm, filled with min over h of (a * fmix32(h) + b) mod 2^32.
@@ -190,11 +192,185 @@ done:
     return result;
 }
 
+/* lsh.BandTable.query: keys and ids (bands x n, each band's keys sorted), qkeys (q x bands); for
+ * each query row in order, the ids found under its key in any band, sorted, unique.
+ *
+ * A binary search per query and band is a cache miss per step on a large table; instead each band's
+ * query keys are sorted and merged with the band's keys (sequential reads). The (row, id) pairs go
+ * to per-row lists (counted first, then filled), deduplicated with a stamp per id, then sorted. */
+typedef struct {
+    uint64_t key;
+    int64_t row;
+} QKey;
+
+static int cmp_i32(const void *x, const void *y) {
+    int32_t a = *(const int32_t *)x, b = *(const int32_t *)y;
+    return (a > b) - (a < b);
+}
+
+static int cmp_qkey(const void *x, const void *y) {
+    const QKey *a = x, *b = y;
+    if (a->key != b->key) return (a->key > b->key) - (a->key < b->key);
+    return (a->row > b->row) - (a->row < b->row);
+}
+
+/* One band: sorted query keys against sorted keys; count (fill == NULL) or fill each row's list. */
+static void band_merge(const uint64_t *band, const int32_t *ids, Py_ssize_t n, const QKey *qs, Py_ssize_t q,
+                       int64_t *count, int32_t *fill, int64_t *next) {
+    Py_ssize_t a = 0, b = 0;
+    while (a < n && b < q) {
+        if (band[a] < qs[b].key) a++;
+        else if (band[a] > qs[b].key) b++;
+        else {
+            uint64_t key = band[a];
+            Py_ssize_t a_end = a;
+            while (a_end < n && band[a_end] == key) a_end++;
+            for (; b < q && qs[b].key == key; b++) {
+                int64_t row = qs[b].row;
+                if (fill) {
+                    for (Py_ssize_t t = a; t < a_end; t++) fill[next[row]++] = ids[t];
+                } else {
+                    count[row] += a_end - a;
+                }
+            }
+            a = a_end;
+        }
+    }
+}
+
+static PyObject *band_query(PyObject *self, PyObject *args) {
+    Py_buffer keys, ids, qkeys;
+    Py_ssize_t bands;
+    if (!PyArg_ParseTuple(args, "y*y*y*n", &keys, &ids, &qkeys, &bands)) return NULL;
+    PyObject *rows_out = NULL, *ids_out = NULL, *result = NULL;
+    QKey *qs = NULL;
+    int64_t *start = NULL, *next = NULL;
+    int32_t *all = NULL, *stamp = NULL;
+    Py_ssize_t n = bands > 0 ? keys.len / 8 / bands : 0, q = bands > 0 ? qkeys.len / 8 / bands : 0;
+    if (bands < 1 || keys.len != (Py_ssize_t)(n * bands * 8) || ids.len != n * bands * 4 || qkeys.len != q * bands * 8) {
+        PyErr_SetString(PyExc_ValueError, "band_query: uint64 keys and int32 ids of bands x n, uint64 qkeys of q x bands");
+        goto done;
+    }
+    const uint64_t *k = keys.buf, *qk = qkeys.buf;
+    const int32_t *id = ids.buf;
+    int32_t max_id = -1;
+    for (Py_ssize_t t = 0; t < n * bands; t++) {
+        if (id[t] < 0) {
+            PyErr_SetString(PyExc_ValueError, "band_query: negative id");
+            goto done;
+        }
+        if (id[t] > max_id) max_id = id[t];
+    }
+    qs = malloc((q ? q : 1) * bands * sizeof(QKey));
+    start = calloc(q + 1, 8);
+    next = malloc((q + 1) * 8);
+    stamp = malloc(((size_t)max_id + 2) * 4);
+    if (!qs || !start || !next || !stamp) goto nomem;
+    for (Py_ssize_t j = 0; j < bands; j++) {
+        QKey *band_qs = qs + j * q;
+        for (Py_ssize_t i = 0; i < q; i++) {
+            band_qs[i].key = qk[i * bands + j];
+            band_qs[i].row = i;
+        }
+        qsort(band_qs, q, sizeof(QKey), cmp_qkey);
+        band_merge(k + j * n, id + j * n, n, band_qs, q, start + 1, NULL, NULL);
+    }
+    for (Py_ssize_t i = 0; i < q; i++) start[i + 1] += start[i];
+    all = malloc((start[q] ? start[q] : 1) * 4);
+    if (!all) goto nomem;
+    memcpy(next, start, (q + 1) * 8);
+    for (Py_ssize_t j = 0; j < bands; j++) band_merge(k + j * n, id + j * n, n, qs + j * q, q, NULL, all, next);
+    /* Per row: drop repeats (a stamp per id), sort; compacted in place, row by row. */
+    for (Py_ssize_t t = 0; t <= max_id; t++) stamp[t] = -1;
+    Py_ssize_t w = 0;
+    for (Py_ssize_t i = 0; i < q; i++) {
+        Py_ssize_t row_start = w;
+        for (int64_t t = start[i]; t < start[i + 1]; t++) {
+            int32_t v = all[t];
+            if (stamp[v] != (int32_t)i) {
+                stamp[v] = (int32_t)i;
+                all[w++] = v;
+            }
+        }
+        qsort(all + row_start, w - row_start, 4, cmp_i32);
+        next[i] = w; /* end of row i's unique ids */
+    }
+    rows_out = PyByteArray_FromStringAndSize(NULL, w * 8);
+    ids_out = PyByteArray_FromStringAndSize(NULL, w * 8);
+    if (rows_out && ids_out) {
+        int64_t *r = (int64_t *)PyByteArray_AS_STRING(rows_out), *f = (int64_t *)PyByteArray_AS_STRING(ids_out);
+        Py_ssize_t t = 0;
+        for (Py_ssize_t i = 0; i < q; i++)
+            for (; t < next[i]; t++) {
+                r[t] = i;
+                f[t] = all[t];
+            }
+        result = PyTuple_Pack(2, rows_out, ids_out);
+    }
+    goto done;
+nomem:
+    PyErr_NoMemory();
+done:
+    free(qs);
+    free(start);
+    free(next);
+    free(all);
+    free(stamp);
+    Py_XDECREF(rows_out);
+    Py_XDECREF(ids_out);
+    PyBuffer_Release(&keys);
+    PyBuffer_Release(&ids);
+    PyBuffer_Release(&qkeys);
+    return result;
+}
+
+/* match.ReferenceCorpus.candidates' estimate: for each pair p, how many of the width bytes of row
+ * ref_rows[p] of ref and row q_rows[p] of query are equal. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+static void count_agreement(const uint8_t *ref, const int64_t *ref_rows, const uint8_t *query, const int64_t *q_rows,
+                            Py_ssize_t pairs, Py_ssize_t width, int16_t *out) {
+    for (Py_ssize_t p = 0; p < pairs; p++) {
+        const uint8_t *a = ref + ref_rows[p] * width, *b = query + q_rows[p] * width;
+        int16_t c = 0;
+        for (Py_ssize_t j = 0; j < width; j++) c += a[j] == b[j];
+        out[p] = c;
+    }
+}
+
+static PyObject *agreement(PyObject *self, PyObject *args) {
+    Py_buffer ref, ref_rows, query, q_rows;
+    Py_ssize_t width;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*n", &ref, &ref_rows, &query, &q_rows, &width)) return NULL;
+    PyObject *out = NULL;
+    Py_ssize_t pairs = ref_rows.len / 8, nref = width > 0 ? ref.len / width : 0, nq = width > 0 ? query.len / width : 0;
+    int ok = width > 0 && width < 32768 && ref.len == nref * width && query.len == nq * width &&
+             ref_rows.len % 8 == 0 && q_rows.len == ref_rows.len;
+    const int64_t *rr = ref_rows.buf, *qr = q_rows.buf;
+    for (Py_ssize_t p = 0; p < pairs && ok; p++) ok = rr[p] >= 0 && rr[p] < nref && qr[p] >= 0 && qr[p] < nq;
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "agreement: uint8 rows of width bytes, int64 row indices in range");
+    } else if ((out = PyByteArray_FromStringAndSize(NULL, pairs * 2))) {
+        int16_t *o = (int16_t *)PyByteArray_AS_STRING(out);
+        Py_BEGIN_ALLOW_THREADS
+        count_agreement(ref.buf, rr, query.buf, qr, pairs, width, o);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&ref);
+    PyBuffer_Release(&ref_rows);
+    PyBuffer_Release(&query);
+    PyBuffer_Release(&q_rows);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"signature", signature, METH_VARARGS, "MinHash (affine32) of uint32 hashes into out."},
     {"nested_signatures", nested_signatures, METH_VARARGS, "One MinHash per row of nested fragments, into out."},
     {"shingle_hashes", shingle_hashes, METH_VARARGS, "Hash of every window of k uint64 token hashes."},
     {"segment_unique", segment_unique, METH_VARARGS, "Each run of uint64 values sorted, repeats dropped."},
+    {"band_query", band_query, METH_VARARGS, "LSH candidates (query row, id) of a band table, sorted, unique."},
+    {"agreement", agreement, METH_VARARGS, "Equal bytes of pairs of rows of two uint8 matrices."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "signatures._native", NULL, -1, methods};

@@ -13,7 +13,10 @@ from functools import lru_cache
 
 import numpy as np
 
+from signatures import compiled
 from signatures.shingles import fmix64
+
+_compiled = compiled()  # compiled twins of BandTable.query and agreement (signatures/_native.c), or None
 
 _MULT = np.uint64(0x9E3779B97F4A7C15)
 
@@ -86,8 +89,13 @@ class BandTable:
         """Candidate pairs for a batch of queries: (query row, fragment id), unique, sorted."""
         q_rows, found = [], []
         n = self.keys.shape[1]
-        if n == 0:
+        if n == 0 or len(qkeys) == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        if _compiled is not None:
+            rows, ids = _compiled.band_query(np.ascontiguousarray(self.keys, dtype=np.uint64),
+                                             np.ascontiguousarray(self.ids, dtype=np.int32),
+                                             np.ascontiguousarray(qkeys, dtype=np.uint64), self.keys.shape[0])
+            return np.frombuffer(rows, dtype=np.int64), np.frombuffer(ids, dtype=np.int64)
         for j in range(self.keys.shape[0]):
             keys, q = self.keys[j], qkeys[:, j]
             lo = np.searchsorted(keys, q, side="left")
@@ -107,3 +115,20 @@ class BandTable:
         pairs.sort()  # sort + neighbour test: much faster here than np.unique's hash path
         pairs = pairs[np.r_[True, pairs[1:] != pairs[:-1]]]
         return pairs >> 32, pairs & 0xFFFFFFFF
+
+
+def agreement(ref_bytes: np.ndarray, ref_rows: np.ndarray, query_bytes: np.ndarray, query_rows: np.ndarray,
+              chunk: int = 100_000) -> np.ndarray:
+    """int16: for each pair, how many bytes of row ref_rows[i] of ref_bytes and row query_rows[i] of
+    query_bytes are equal (both uint8 matrices of the same width)."""
+    ref_rows = np.ascontiguousarray(ref_rows, dtype=np.int64)
+    query_rows = np.ascontiguousarray(query_rows, dtype=np.int64)
+    if _compiled is not None and len(ref_rows):
+        return np.frombuffer(_compiled.agreement(np.ascontiguousarray(ref_bytes, dtype=np.uint8), ref_rows,
+                                                 np.ascontiguousarray(query_bytes, dtype=np.uint8), query_rows,
+                                                 ref_bytes.shape[1]), dtype=np.int16)
+    out = np.zeros(len(ref_rows), dtype=np.int16)
+    for lo in range(0, len(ref_rows), chunk):  # bounded temporaries: chunk x width bytes
+        hi = lo + chunk
+        out[lo:hi] = np.count_nonzero(ref_bytes[ref_rows[lo:hi]] == query_bytes[query_rows[lo:hi]], axis=1)
+    return out

@@ -202,6 +202,36 @@ def test_segment_unique_is_numpy(nativec):
         nativec.segment_unique(np.zeros(3, dtype=np.uint64), np.array([2, 1], dtype=np.int64))
 
 
+def test_band_query_and_agreement_are_numpy(nativec):
+    from signatures import lsh
+
+    rng = np.random.default_rng(8)
+    for n, q, bands in ((0, 5, 4), (1, 1, 1), (50, 30, 4), (3000, 500, 32)):
+        keys = rng.integers(0, 40, (n, bands)).astype(np.uint64)  # few distinct keys: big buckets
+        table = lsh.BandTable.build(keys, rng.permutation(n).astype(np.int32) * 3)
+        qkeys = rng.integers(0, 60, (q, bands)).astype(np.uint64)  # some keys are in no band
+        compiled = table.query(qkeys)
+        lsh._compiled = None
+        try:
+            numpy_values = table.query(qkeys)
+        finally:
+            lsh._compiled = nativec
+        assert compiled[0].dtype == compiled[1].dtype == np.int64
+        assert np.array_equal(compiled[0], numpy_values[0]) and np.array_equal(compiled[1], numpy_values[1]), (n, q)
+    width = 128
+    ref, query = rng.integers(0, 4, (300, width), dtype=np.uint8), rng.integers(0, 4, (40, width), dtype=np.uint8)
+    ref_rows, query_rows = rng.integers(0, 300, 5000), rng.integers(0, 40, 5000)
+    compiled = lsh.agreement(ref, ref_rows, query, query_rows)
+    lsh._compiled = None
+    try:
+        numpy_values = lsh.agreement(ref, ref_rows, query, query_rows, chunk=777)
+    finally:
+        lsh._compiled = nativec
+    assert compiled.dtype == np.int16 and np.array_equal(compiled, numpy_values)
+    with pytest.raises(ValueError):  # a row out of range is refused, not read
+        nativec.agreement(ref, np.array([300]), query, np.array([0]), width)
+
+
 def test_shingle_hashes_are_numpy(nativec):
     rng = np.random.default_rng(5)
     for n in (0, 1, 4, 5, 6, 1000):

@@ -9,7 +9,7 @@ above the finding and repeated runs.
 
 from __future__ import annotations
 
-import json
+from reports.json_report import dumps
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _LEVEL = {"error": "error", "warning": "warning", "note": "note"}
@@ -131,4 +131,4 @@ def render_sarif(report) -> str:
             "properties": {"scanned": report.scanned},
         }],
     }
-    return json.dumps(sarif, indent=2, ensure_ascii=False) + "\n"
+    return dumps(sarif, depth=5) + "\n"

@@ -13,6 +13,8 @@ import hashlib
 import json
 import re
 
+from reports.json_report import dumps
+
 _IDSTRING = re.compile(r"[^A-Za-z0-9.-]+")
 _LICENSE_REF = re.compile(r"LicenseRef-[A-Za-z0-9.-]+")
 
@@ -96,4 +98,4 @@ def render_spdx(report) -> str:
     }
     if extracted:
         doc["hasExtractedLicensingInfos"] = list(extracted.values())
-    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    return dumps(doc, depth=3) + "\n"

@@ -198,3 +198,29 @@ def test_sarif_validates_against_the_sarif_2_1_0_schema(tmp_path):
     assert errors == []
     sarif["runs"][0]["results"][0]["level"] = "fatal"  # the schema does check what we rely on
     assert list(validator.iter_errors(sarif))
+
+
+def test_json_writer_is_jsons_own_output_down_to_its_depth():
+    """reports.json_report.dumps indents the first levels and writes deeper containers compact (C);
+    indented all the way down it is exactly json.dumps(indent=2), and at any depth the same value."""
+    import json
+    import random
+
+    from reports.json_report import dumps
+
+    rnd = random.Random(1)
+
+    def value(level):
+        r = rnd.random()
+        if level > 4 or r < 0.3:
+            return rnd.choice([1, 2.5, 'é"x\n', None, True, False, -3, "", "\u2028<script>"])
+        if r < 0.65:
+            return [value(level + 1) for _ in range(rnd.randrange(0, 4))]
+        return {rnd.choice(["a", "b", "ü", "c d"]) + str(i): value(level + 1) for i in range(rnd.randrange(0, 4))}
+
+    for _ in range(2000):
+        v = value(0)
+        assert dumps(v, depth=99) == json.dumps(v, indent=2, ensure_ascii=False)
+        for depth in range(5):
+            assert json.loads(dumps(v, depth=depth)) == v
+    assert dumps({1: [1, {True: None}]}, depth=99) == json.dumps({1: [1, {True: None}]}, indent=2)

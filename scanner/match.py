@@ -7,7 +7,6 @@ aligned token by token to give matched line ranges on both sides.
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -19,7 +18,7 @@ from scanner.fingerprint import Params, UnitPrints, abstract_sequence, abstract_
 from scanner.parse import Fragment, ParsedUnit
 from scanner.reference import KINDS, LEVELS, Reference
 from signatures.lsh import agreement, band_keys, band_params
-from signatures.shingles import sorted_unique
+from signatures.shingles import aligned_runs, intersection_sizes, sorted_unique
 
 # Candidate groups verified exactly at a time per scanned fragment, the best estimates first, until
 # one verifies. Most code has a handful; in transformers a fragment may have 100+ near-copies, and
@@ -247,39 +246,12 @@ def clone_type(s_pr: UnitPrints, s_frag: Fragment, r_pr: UnitPrints, r_frag: Fra
     return "modified"
 
 
-def _runs(s_seq: list[int], r_seq: list[int]) -> list[tuple[int, int, int]]:
-    """Greedy monotone alignment: maximal runs (i, j, n) of equal shingles, in order on both sides.
-
-    Linear in the fragments' length (difflib's matcher was quadratic on 5,000-line modules); a
-    reordered block may go unaligned, which only shortens the reported ranges.
-    """
-    positions: dict[int, list[int]] = defaultdict(list)
-    for j, h in enumerate(r_seq):
-        positions[h].append(j)
-    runs, i, last_j = [], 0, -1
-    while i < len(s_seq):
-        found = positions.get(s_seq[i])
-        k = bisect_right(found, last_j) if found else 0
-        if not found or k == len(found):
-            i += 1
-            continue
-        j = found[k]
-        n = 1
-        while i + n < len(s_seq) and j + n < len(r_seq) and s_seq[i + n] == r_seq[j + n]:
-            n += 1
-        if n >= 2:  # a single shared shingle is noise, not an aligned region
-            runs.append((i, j, n))
-            last_j = j + n - 1
-        i += n
-    return runs
-
-
 def align(s_pr: UnitPrints, s_frag: Fragment, r_pr: UnitPrints, r_frag: Fragment, k: int) -> list[Block]:
     """Aligned line ranges of the two fragments, from matching runs of abstract shingles."""
-    s_seq = abstract_sequence(s_pr, s_frag.tok_start, s_frag.tok_end, k).tolist()
-    r_seq = abstract_sequence(r_pr, r_frag.tok_start, r_frag.tok_end, k).tolist()
+    s_seq = abstract_sequence(s_pr, s_frag.tok_start, s_frag.tok_end, k)
+    r_seq = abstract_sequence(r_pr, r_frag.tok_start, r_frag.tok_end, k)
     blocks: list[Block] = []
-    for i, j, n in _runs(s_seq, r_seq):
+    for i, j, n in aligned_runs(s_seq, r_seq):
         si, sj = s_frag.tok_start + i, s_frag.tok_start + i + n + k - 2
         ri, rj = r_frag.tok_start + j, r_frag.tok_start + j + n + k - 2
         # A config's leaves are tokenised in key order, so its lines need not increase (scanner.configs).
@@ -462,10 +434,7 @@ def _jaccard_many(a: np.ndarray, others: list[np.ndarray]) -> tuple[np.ndarray, 
     sizes = np.fromiter(map(len, others), dtype=np.int64, count=n)
     if len(a) == 0 or not sizes.any():
         return np.zeros(n), np.zeros(n, dtype=np.int64)
-    flat = np.concatenate(others)
-    at = a.searchsorted(flat)
-    at[at == len(a)] = 0
-    inter = np.bincount(np.repeat(np.arange(n), sizes), weights=a[at] == flat, minlength=n).astype(np.int64)
+    inter = intersection_sizes(a, others)
     return inter / (len(a) + sizes - inter), inter
 
 

@@ -7,6 +7,8 @@
  *   segment_unique(values, ends) -> (bytearray of uint64, bytearray of int64)   (shingles.segment_unique)
  *   band_query(keys, ids, qkeys, bands) -> (bytearray of int64 rows, of int64 ids)   (lsh.BandTable.query)
  *   agreement(ref, ref_rows, query, q_rows, width) -> bytearray of int16   (lsh.agreement)
+ *   aligned_runs(s_seq, r_seq) -> list of (i, j, n)   (shingles.aligned_runs)
+ *   intersection_sizes(a, others, sizes) -> bytearray of int64   (shingles.intersection_sizes)
  *
  * hashes32: uint32 buffer of shingle hashes; a, b: uint32 permutation parameters (num_perm each);
  * out: writable uint32 buffer of num_perm, filled with min over h of (a * fmix32(h) + b) mod 2^32.
@@ -364,6 +366,144 @@ static PyObject *agreement(PyObject *self, PyObject *args) {
     return out;
 }
 
+/* shingles.aligned_runs: greedy monotone alignment of two shingle sequences (see the Python twin).
+ * The positions of each value in r are found by binary search over (value, position) pairs. */
+typedef struct {
+    uint64_t value;
+    Py_ssize_t at;
+} Pos;
+
+static int cmp_pos(const void *x, const void *y) {
+    const Pos *a = x, *b = y;
+    if (a->value != b->value) return (a->value > b->value) - (a->value < b->value);
+    return (a->at > b->at) - (a->at < b->at);
+}
+
+static PyObject *aligned_runs(PyObject *self, PyObject *args) {
+    Py_buffer sb, rb;
+    if (!PyArg_ParseTuple(args, "y*y*", &sb, &rb)) return NULL;
+    PyObject *out = NULL;
+    Pos *pos = NULL;
+    if (sb.len % 8 || rb.len % 8) {
+        PyErr_SetString(PyExc_ValueError, "aligned_runs: two uint64 buffers");
+        goto done;
+    }
+    const uint64_t *s_seq = sb.buf, *r_seq = rb.buf;
+    Py_ssize_t ns = sb.len / 8, nr = rb.len / 8;
+    pos = malloc((nr ? nr : 1) * sizeof(Pos));
+    out = PyList_New(0);
+    if (!pos || !out) {
+        if (!pos) PyErr_NoMemory();
+        Py_CLEAR(out);
+        goto done;
+    }
+    for (Py_ssize_t j = 0; j < nr; j++) {
+        pos[j].value = r_seq[j];
+        pos[j].at = j;
+    }
+    qsort(pos, nr, sizeof(Pos), cmp_pos);
+    Py_ssize_t i = 0, last_j = -1;
+    while (i < ns) {
+        /* the first position of s_seq[i] in r_seq after last_j (bisect_right of last_j) */
+        uint64_t v = s_seq[i];
+        Py_ssize_t lo = 0, hi = nr;
+        while (lo < hi) {
+            Py_ssize_t mid = lo + (hi - lo) / 2;
+            if (pos[mid].value < v || (pos[mid].value == v && pos[mid].at <= last_j)) lo = mid + 1;
+            else hi = mid;
+        }
+        if (lo == nr || pos[lo].value != v) {
+            i++;
+            continue;
+        }
+        Py_ssize_t j = pos[lo].at, n = 1;
+        while (i + n < ns && j + n < nr && s_seq[i + n] == r_seq[j + n]) n++;
+        if (n >= 2) {
+            PyObject *run = Py_BuildValue("(nnn)", i, j, n);
+            if (!run || PyList_Append(out, run) < 0) {
+                Py_XDECREF(run);
+                Py_CLEAR(out);
+                goto done;
+            }
+            Py_DECREF(run);
+            last_j = j + n - 1;
+        }
+        i += n;
+    }
+done:
+    free(pos);
+    PyBuffer_Release(&sb);
+    PyBuffer_Release(&rb);
+    return out;
+}
+
+/* shingles.intersection_sizes: |a & other| for each other, given a sorted and distinct and the
+ * others end to end (each sorted and distinct): a merge of the two when they are of similar size,
+ * binary searches of the smaller in the larger otherwise. */
+static Py_ssize_t intersect(const uint64_t *a, Py_ssize_t na, const uint64_t *b, Py_ssize_t nb) {
+    if (na > nb) {
+        const uint64_t *t = a;
+        a = b;
+        b = t;
+        Py_ssize_t tn = na;
+        na = nb;
+        nb = tn;
+    }
+    Py_ssize_t count = 0;
+    if (na * 16 < nb) {
+        Py_ssize_t lo = 0;
+        for (Py_ssize_t i = 0; i < na; i++) {
+            Py_ssize_t hi = nb;
+            while (lo < hi) {
+                Py_ssize_t mid = lo + (hi - lo) / 2;
+                if (b[mid] < a[i]) lo = mid + 1;
+                else hi = mid;
+            }
+            if (lo < nb && b[lo] == a[i]) count++;
+        }
+        return count;
+    }
+    Py_ssize_t i = 0, j = 0;
+    while (i < na && j < nb) {
+        if (a[i] < b[j]) i++;
+        else if (a[i] > b[j]) j++;
+        else {
+            count++;
+            i++;
+            j++;
+        }
+    }
+    return count;
+}
+
+static PyObject *intersection_sizes(PyObject *self, PyObject *args) {
+    Py_buffer ab, fb, sb;
+    if (!PyArg_ParseTuple(args, "y*y*y*", &ab, &fb, &sb)) return NULL;
+    PyObject *out = NULL;
+    Py_ssize_t others = sb.len / 8, total = 0;
+    const int64_t *sizes = sb.buf;
+    int ok = ab.len % 8 == 0 && fb.len % 8 == 0 && sb.len % 8 == 0;
+    for (Py_ssize_t t = 0; t < others && ok; t++) {
+        ok = sizes[t] >= 0;
+        total += sizes[t];
+    }
+    if (!ok || total != fb.len / 8) {
+        PyErr_SetString(PyExc_ValueError, "intersection_sizes: uint64 a and others, int64 sizes summing to len(others)");
+    } else if ((out = PyByteArray_FromStringAndSize(NULL, others * 8))) {
+        int64_t *o = (int64_t *)PyByteArray_AS_STRING(out);
+        const uint64_t *a = ab.buf, *flat = fb.buf;
+        Py_ssize_t at = 0;
+        for (Py_ssize_t t = 0; t < others; t++) {
+            o[t] = intersect(a, ab.len / 8, flat + at, sizes[t]);
+            at += sizes[t];
+        }
+    }
+    PyBuffer_Release(&ab);
+    PyBuffer_Release(&fb);
+    PyBuffer_Release(&sb);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"signature", signature, METH_VARARGS, "MinHash (affine32) of uint32 hashes into out."},
     {"nested_signatures", nested_signatures, METH_VARARGS, "One MinHash per row of nested fragments, into out."},
@@ -371,6 +511,8 @@ static PyMethodDef methods[] = {
     {"segment_unique", segment_unique, METH_VARARGS, "Each run of uint64 values sorted, repeats dropped."},
     {"band_query", band_query, METH_VARARGS, "LSH candidates (query row, id) of a band table, sorted, unique."},
     {"agreement", agreement, METH_VARARGS, "Equal bytes of pairs of rows of two uint8 matrices."},
+    {"aligned_runs", aligned_runs, METH_VARARGS, "Greedy monotone runs (i, j, n) of equal values of two sequences."},
+    {"intersection_sizes", intersection_sizes, METH_VARARGS, "Intersection size of a sorted set with each of others."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "signatures._native", NULL, -1, methods};

@@ -232,6 +232,33 @@ def test_band_query_and_agreement_are_numpy(nativec):
         nativec.agreement(ref, np.array([300]), query, np.array([0]), width)
 
 
+def test_aligned_runs_intersections_and_sorted_unique_are_python(nativec):
+    rng = np.random.default_rng(9)
+
+    def pure(fn, *args):
+        shingles._compiled = None
+        try:
+            return fn(*args)
+        finally:
+            shingles._compiled = nativec
+
+    for _ in range(300):
+        alphabet = int(rng.integers(1, 30))  # small alphabets: repeats, runs, crossings
+        s_seq = rng.integers(0, alphabet, int(rng.integers(0, 200))).astype(np.uint64)
+        r_seq = rng.integers(0, alphabet, int(rng.integers(0, 200))).astype(np.uint64)
+        if rng.random() < 0.5 and len(s_seq) > 20:  # a shared block, as in real copies
+            r_seq = np.concatenate([r_seq[:30], s_seq[5:20], r_seq[30:]])
+        assert shingles.aligned_runs(s_seq, r_seq) == pure(shingles.aligned_runs, s_seq, r_seq)
+        a = np.unique(rng.integers(0, 300, int(rng.integers(0, 150))).astype(np.uint64))
+        others = [np.unique(rng.integers(0, 300, int(rng.integers(0, m))).astype(np.uint64))
+                  for m in rng.integers(1, 400, int(rng.integers(0, 12)))]
+        compiled = shingles.intersection_sizes(a, others)
+        assert compiled.dtype == np.int64 and np.array_equal(compiled, pure(shingles.intersection_sizes, a, others))
+        assert compiled.tolist() == [len(np.intersect1d(a, o)) for o in others]
+        values = rng.integers(0, alphabet, int(rng.integers(0, 50))).astype(np.uint64)
+        assert np.array_equal(shingles.sorted_unique(values), np.unique(values))
+
+
 def test_shingle_hashes_are_numpy(nativec):
     rng = np.random.default_rng(5)
     for n in (0, 1, 4, 5, 6, 1000):

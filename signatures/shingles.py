@@ -38,9 +38,6 @@ def sorted_unique(values: np.ndarray) -> np.ndarray:
     on the small arrays of fragments."""
     if len(values) < 2:
         return np.array(values, copy=True)
-    if _compiled is not None and values.dtype == np.uint64:  # one call instead of three (microseconds each)
-        out, _ = _compiled.segment_unique(np.ascontiguousarray(values), np.array([len(values)], dtype=np.int64))
-        return np.frombuffer(out, dtype=np.uint64)
     out = np.sort(values)
     keep = np.empty(len(out), dtype=bool)
     keep[0] = True

@@ -378,9 +378,10 @@ def _verify_candidates(corpus: ReferenceCorpus, s_sets: ShingleSets, locs: list[
     concatenated shingles). Names (the concrete channel) may differ per copy: they are compared
     per member where the verdict or the choice of the best copy depends on them.
     """
-    reps = [RefLoc(pos, fid) for pos, packed in locs for fid in (packed >> 16).tolist()]
-    if len(reps) <= VERIFY_GROUPS:
-        return _verify_groups(corpus, s_sets, reps, config)
+    positions = [pos for pos, packed in locs for _ in range(len(packed))]
+    fids = np.concatenate([packed >> 16 for _, packed in locs]).tolist()
+    if len(fids) <= VERIFY_GROUPS:
+        return _verify_groups(corpus, s_sets, [RefLoc(pos, fid) for pos, fid in zip(positions, fids)], config)
     # The best estimates first, VERIFY_GROUPS at a time, until a batch verifies: the highest estimates
     # are often shared boilerplate that the exact check rejects, and the copy sits further down.
     # The first batch also holds, so that a copied class's methods stay folded into it, the groups
@@ -388,7 +389,7 @@ def _verify_candidates(corpus: ReferenceCorpus, s_sets: ShingleSets, locs: list[
     scores = np.concatenate([packed & 0xFFFF for _, packed in locs])
     order = np.argsort(-scores, kind="stable")
     for start in range(0, len(order), VERIFY_GROUPS):
-        batch = [reps[i] for i in np.sort(order[start:start + VERIFY_GROUPS]).tolist()]
+        batch = [RefLoc(positions[i], fids[i]) for i in np.sort(order[start:start + VERIFY_GROUPS]).tolist()]
         if start == 0:
             batch += [loc for loc in dict.fromkeys(inside()) if loc not in set(batch)]
         verified = _verify_groups(corpus, s_sets, batch, config)

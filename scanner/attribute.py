@@ -64,7 +64,7 @@ class ReferenceTerms:
 
 
 def _has_term(low_text: str, term: str) -> bool:
-    if len(term) < 3 or term in _GENERIC:
+    if len(term) < 3 or term in _GENERIC or term not in low_text:  # a substring test first: most terms are absent
         return False
     return re.search(r"(?<![\w])" + re.escape(term) + r"(?![\w])", low_text) is not None
 
@@ -134,7 +134,15 @@ def provenance_note(unit: ParsedUnit, frag: Fragment) -> tuple[int, str] | None:
 
 
 def _snippet_blocks(unit: ParsedUnit) -> list[tuple[int, int, list[tuple[int, str]]]]:
-    """SPDX snippet blocks: (begin line, end line, tag lines inside)."""
+    """SPDX snippet blocks: (begin line, end line, tag lines inside); kept on the unit, as every
+    copied fragment of it asks."""
+    cached = unit.__dict__.get("_snippet_blocks")
+    if cached is None:
+        cached = unit.__dict__["_snippet_blocks"] = _find_snippet_blocks(unit)
+    return cached
+
+
+def _find_snippet_blocks(unit: ParsedUnit) -> list[tuple[int, int, list[tuple[int, str]]]]:
     blocks, begin, tags = [], None, []
     for ln, text in unit.comments:
         if "SPDX-SnippetBegin" in text:

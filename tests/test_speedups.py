@@ -46,6 +46,15 @@ def nativec():
     return module
 
 
+def python_twin(module, fn, *args, **kwargs):
+    """fn(*args, **kwargs) with module's compiled twin switched off: what the Python/numpy code gives."""
+    saved, module._compiled = module._compiled, None
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        module._compiled = saved
+
+
 def both(data: bytes):
     """(compiled, pure-Python) parse of the same bytes."""
     return parse_unit(SourceUnit("m.py", data)), parse_unit(SourceUnit("m.py", data), tokens=True)
@@ -148,11 +157,7 @@ def test_minhash_is_numpy(nativec):
     for n in (0, 1, 2, 31, 1000, 20_000):
         values = rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32)
         compiled = hasher.signature(values)
-        minhash._compiled = None
-        try:
-            numpy_values = hasher.signature(values)
-        finally:
-            minhash._compiled = nativec
+        numpy_values = python_twin(minhash, hasher.signature, values)
         assert compiled.dtype == np.uint32 and np.array_equal(compiled, numpy_values), n
 
 
@@ -164,11 +169,7 @@ def test_nested_signatures_are_numpy_and_cover_each_subtree(nativec):
         parent = np.array([-1] + [int(rng.integers(-1, r)) for r in range(1, rows)], dtype=np.int32)
         owner = rng.integers(-1, rows, n).astype(np.int32)
         compiled = hasher.nested_signatures(values, owner, parent)
-        minhash._compiled = None
-        try:
-            numpy_values = hasher.nested_signatures(values, owner, parent)
-        finally:
-            minhash._compiled = nativec
+        numpy_values = python_twin(minhash, hasher.nested_signatures, values, owner, parent)
         assert compiled.shape == (rows, 128) and np.array_equal(compiled, numpy_values), (n, rows)
         for r in range(rows):  # a row's signature is that of every hash owned in its subtree
             subtree = {r}
@@ -189,11 +190,7 @@ def test_segment_unique_is_numpy(nativec):
         values = rng.integers(0, 40, int(lengths.sum())).astype(np.uint64) * np.uint64(2**59 + 7)  # repeats
         ends = np.cumsum(lengths).astype(np.int64)
         compiled = shingles.segment_unique(values, ends)
-        shingles._compiled = None
-        try:
-            numpy_values = shingles.segment_unique(values, ends)
-        finally:
-            shingles._compiled = nativec
+        numpy_values = python_twin(shingles, shingles.segment_unique, values, ends)
         assert np.array_equal(compiled[0], numpy_values[0]) and np.array_equal(compiled[1], numpy_values[1]), runs
         for i, (lo, hi) in enumerate(zip([0, *ends[:-1]], ends)):
             start = compiled[1][i - 1] if i else 0
@@ -211,22 +208,14 @@ def test_band_query_and_agreement_are_numpy(nativec):
         table = lsh.BandTable.build(keys, rng.permutation(n).astype(np.int32) * 3)
         qkeys = rng.integers(0, 60, (q, bands)).astype(np.uint64)  # some keys are in no band
         compiled = table.query(qkeys)
-        lsh._compiled = None
-        try:
-            numpy_values = table.query(qkeys)
-        finally:
-            lsh._compiled = nativec
+        numpy_values = python_twin(lsh, table.query, qkeys)
         assert compiled[0].dtype == compiled[1].dtype == np.int64
         assert np.array_equal(compiled[0], numpy_values[0]) and np.array_equal(compiled[1], numpy_values[1]), (n, q)
     width = 128
     ref, query = rng.integers(0, 4, (300, width), dtype=np.uint8), rng.integers(0, 4, (40, width), dtype=np.uint8)
     ref_rows, query_rows = rng.integers(0, 300, 5000), rng.integers(0, 40, 5000)
     compiled = lsh.agreement(ref, ref_rows, query, query_rows)
-    lsh._compiled = None
-    try:
-        numpy_values = lsh.agreement(ref, ref_rows, query, query_rows, chunk=777)
-    finally:
-        lsh._compiled = nativec
+    numpy_values = python_twin(lsh, lsh.agreement, ref, ref_rows, query, query_rows, chunk=777)
     assert compiled.dtype == np.int16 and np.array_equal(compiled, numpy_values)
     with pytest.raises(ValueError):  # a row out of range is refused, not read
         nativec.agreement(ref, np.array([300]), query, np.array([0]), width)
@@ -235,25 +224,19 @@ def test_band_query_and_agreement_are_numpy(nativec):
 def test_aligned_runs_intersections_and_sorted_unique_are_python(nativec):
     rng = np.random.default_rng(9)
 
-    def pure(fn, *args):
-        shingles._compiled = None
-        try:
-            return fn(*args)
-        finally:
-            shingles._compiled = nativec
-
     for _ in range(300):
         alphabet = int(rng.integers(1, 30))  # small alphabets: repeats, runs, crossings
         s_seq = rng.integers(0, alphabet, int(rng.integers(0, 200))).astype(np.uint64)
         r_seq = rng.integers(0, alphabet, int(rng.integers(0, 200))).astype(np.uint64)
         if rng.random() < 0.5 and len(s_seq) > 20:  # a shared block, as in real copies
             r_seq = np.concatenate([r_seq[:30], s_seq[5:20], r_seq[30:]])
-        assert shingles.aligned_runs(s_seq, r_seq) == pure(shingles.aligned_runs, s_seq, r_seq)
+        assert shingles.aligned_runs(s_seq, r_seq) == python_twin(shingles, shingles.aligned_runs, s_seq, r_seq)
         a = np.unique(rng.integers(0, 300, int(rng.integers(0, 150))).astype(np.uint64))
         others = [np.unique(rng.integers(0, 300, int(rng.integers(0, m))).astype(np.uint64))
                   for m in rng.integers(1, 400, int(rng.integers(0, 12)))]
         compiled = shingles.intersection_sizes(a, others)
-        assert compiled.dtype == np.int64 and np.array_equal(compiled, pure(shingles.intersection_sizes, a, others))
+        assert compiled.dtype == np.int64
+        assert np.array_equal(compiled, python_twin(shingles, shingles.intersection_sizes, a, others))
         assert compiled.tolist() == [len(np.intersect1d(a, o)) for o in others]
         values = rng.integers(0, alphabet, int(rng.integers(0, 50))).astype(np.uint64)
         assert np.array_equal(shingles.sorted_unique(values), np.unique(values))
@@ -265,11 +248,7 @@ def test_shingle_hashes_are_numpy(nativec):
         tokens = rng.integers(0, 2**64, n, dtype=np.uint64)
         for k in (1, 3, 5):
             compiled = shingles.shingle_hashes(tokens, k)
-            shingles._compiled = None
-            try:
-                numpy_values = shingles.shingle_hashes(tokens, k)
-            finally:
-                shingles._compiled = nativec
+            numpy_values = python_twin(shingles, shingles.shingle_hashes, tokens, k)
             assert compiled.dtype == np.uint64 and np.array_equal(compiled, numpy_values), (n, k)
     # A slice (an offset view) is hashed from its own first token.
     assert np.array_equal(shingles.shingle_hashes(tokens[7:40], 5), shingles.shingle_hashes(tokens[7:40].copy(), 5))

@@ -150,67 +150,70 @@ static PyObject *shingle_hashes(PyObject *self, PyObject *args) {
     return out;
 }
 
-/* An introsort of uint64 values: quicksort (median of three) with insertion sort for short ranges
- * and heapsort past 2 log n levels; inlined comparisons are several times faster than qsort's. */
-static void sift_down(uint64_t *v, Py_ssize_t root, Py_ssize_t n) {
-    for (;;) {
-        Py_ssize_t child = 2 * root + 1;
-        if (child >= n) return;
-        if (child + 1 < n && v[child + 1] > v[child]) child++;
-        if (v[root] >= v[child]) return;
-        uint64_t t = v[root];
-        v[root] = v[child];
-        v[child] = t;
-        root = child;
+/* An introsort: quicksort (median of three) with insertion sort for short ranges and heapsort past
+ * 2 log n levels; inlined comparisons are several times faster than qsort's comparator calls.
+ * sort_u64 sorts shingle hashes, sort_i32 fragment ids. */
+#define DEFINE_SORT(NAME, T)                                                                           \
+    static void NAME##_sift(T *v, Py_ssize_t root, Py_ssize_t n) {                                      \
+        for (;;) {                                                                                     \
+            Py_ssize_t child = 2 * root + 1;                                                           \
+            if (child >= n) return;                                                                    \
+            if (child + 1 < n && v[child + 1] > v[child]) child++;                                     \
+            if (v[root] >= v[child]) return;                                                           \
+            T t = v[root];                                                                             \
+            v[root] = v[child];                                                                        \
+            v[child] = t;                                                                              \
+            root = child;                                                                              \
+        }                                                                                              \
+    }                                                                                                  \
+    static void NAME##_depth(T *v, Py_ssize_t n, int depth) {                                           \
+        while (n > 16) {                                                                               \
+            if (depth-- == 0) {                                                                        \
+                for (Py_ssize_t i = n / 2 - 1; i >= 0; i--) NAME##_sift(v, i, n);                      \
+                for (Py_ssize_t end = n - 1; end > 0; end--) {                                         \
+                    T t = v[0];                                                                        \
+                    v[0] = v[end];                                                                     \
+                    v[end] = t;                                                                        \
+                    NAME##_sift(v, 0, end);                                                            \
+                }                                                                                      \
+                return;                                                                                \
+            }                                                                                          \
+            T a = v[0], b = v[n / 2], c = v[n - 1];                                                    \
+            T pivot = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));           \
+            Py_ssize_t i = 0, j = n - 1;                                                               \
+            for (;;) { /* Hoare partition */                                                           \
+                while (v[i] < pivot) i++;                                                              \
+                while (v[j] > pivot) j--;                                                              \
+                if (i >= j) break;                                                                     \
+                T t = v[i];                                                                            \
+                v[i++] = v[j];                                                                         \
+                v[j--] = t;                                                                            \
+            }                                                                                          \
+            /* [0, j] <= pivot <= [j + 1, n): recurse into the smaller part, loop on the larger */     \
+            if (j + 1 < n - j - 1) {                                                                   \
+                NAME##_depth(v, j + 1, depth);                                                         \
+                v += j + 1;                                                                            \
+                n -= j + 1;                                                                            \
+            } else {                                                                                   \
+                NAME##_depth(v + j + 1, n - j - 1, depth);                                             \
+                n = j + 1;                                                                             \
+            }                                                                                          \
+        }                                                                                              \
+        for (Py_ssize_t i = 1; i < n; i++) {                                                           \
+            T x = v[i];                                                                                \
+            Py_ssize_t j = i;                                                                          \
+            for (; j > 0 && v[j - 1] > x; j--) v[j] = v[j - 1];                                        \
+            v[j] = x;                                                                                  \
+        }                                                                                              \
+    }                                                                                                  \
+    static void NAME(T *v, Py_ssize_t n) {                                                              \
+        int depth = 0;                                                                                 \
+        for (Py_ssize_t m = n; m > 1; m >>= 1) depth += 2;                                             \
+        NAME##_depth(v, n, depth);                                                                     \
     }
-}
 
-static void sort_u64_depth(uint64_t *v, Py_ssize_t n, int depth) {
-    while (n > 16) {
-        if (depth-- == 0) {
-            for (Py_ssize_t i = n / 2 - 1; i >= 0; i--) sift_down(v, i, n);
-            for (Py_ssize_t end = n - 1; end > 0; end--) {
-                uint64_t t = v[0];
-                v[0] = v[end];
-                v[end] = t;
-                sift_down(v, 0, end);
-            }
-            return;
-        }
-        uint64_t a = v[0], b = v[n / 2], c = v[n - 1];
-        uint64_t pivot = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
-        Py_ssize_t i = 0, j = n - 1;
-        for (;;) { /* Hoare partition */
-            while (v[i] < pivot) i++;
-            while (v[j] > pivot) j--;
-            if (i >= j) break;
-            uint64_t t = v[i];
-            v[i++] = v[j];
-            v[j--] = t;
-        }
-        /* [0, j] <= pivot <= [j + 1, n): recurse into the smaller part, loop on the larger */
-        if (j + 1 < n - j - 1) {
-            sort_u64_depth(v, j + 1, depth);
-            v += j + 1;
-            n -= j + 1;
-        } else {
-            sort_u64_depth(v + j + 1, n - j - 1, depth);
-            n = j + 1;
-        }
-    }
-    for (Py_ssize_t i = 1; i < n; i++) {
-        uint64_t x = v[i];
-        Py_ssize_t j = i;
-        for (; j > 0 && v[j - 1] > x; j--) v[j] = v[j - 1];
-        v[j] = x;
-    }
-}
-
-static void sort_u64(uint64_t *v, Py_ssize_t n) {
-    int depth = 0;
-    for (Py_ssize_t m = n; m > 1; m >>= 1) depth += 2;
-    sort_u64_depth(v, n, depth);
-}
+DEFINE_SORT(sort_u64, uint64_t)
+DEFINE_SORT(sort_i32, int32_t)
 
 /* shingles.segment_unique: each run of values (ends[i]: where run i ends) sorted, repeats dropped. */
 
@@ -262,11 +265,6 @@ typedef struct {
     uint64_t key;
     int64_t row;
 } QKey;
-
-static int cmp_i32(const void *x, const void *y) {
-    int32_t a = *(const int32_t *)x, b = *(const int32_t *)y;
-    return (a > b) - (a < b);
-}
 
 static int cmp_qkey(const void *x, const void *y) {
     const QKey *a = x, *b = y;
@@ -352,7 +350,7 @@ static PyObject *band_query(PyObject *self, PyObject *args) {
                 all[w++] = v;
             }
         }
-        qsort(all + row_start, w - row_start, 4, cmp_i32);
+        sort_i32(all + row_start, w - row_start);
         next[i] = w; /* end of row i's unique ids */
     }
     rows_out = PyByteArray_FromStringAndSize(NULL, w * 8);

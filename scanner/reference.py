@@ -48,19 +48,22 @@ def document_frequency(prints) -> tuple[np.ndarray, np.ndarray, int]:
     copied into many places does not become "boilerplate".
     """
     seen: set[bytes] = set()
-    parts = []
-    distinct = 0
+    first = []  # for each function of every unit, in order: the first with its token sequence?
     for pr in prints:
-        first = []
         for key in pr.function_keys:
             first.append(key not in seen)
             seen.add(key)
-        if any(first):
-            distinct += sum(first)
-            parts.append(pr.function_shingles[np.repeat(first, np.diff(pr.function_ends, prepend=0))])
+    distinct = sum(first)
     if not distinct:
         return np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.uint32), 0
-    values, counts = np.unique(np.concatenate(parts), return_counts=True)
+    # Each unit's run ends, made global (offset by the shingles of the units before), give every
+    # function's run length; one mask then keeps the runs of first occurrences.
+    per_unit = [len(pr.function_keys) for pr in prints]
+    unit_starts = np.cumsum([0] + [len(pr.function_shingles) for pr in prints])[:-1]
+    ends = np.concatenate([pr.function_ends for pr in prints]) + np.repeat(unit_starts, per_unit)
+    lengths = np.diff(ends, prepend=0)
+    shingles = np.concatenate([pr.function_shingles for pr in prints])
+    values, counts = np.unique(shingles[np.repeat(np.asarray(first), lengths)], return_counts=True)
     return values, counts.astype(np.uint32), distinct
 
 

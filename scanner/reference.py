@@ -72,7 +72,15 @@ def build_stored(tree, params: Params, *, includes: list[str] | None = None, pre
     """Flatten a fingerprinted tree (scanner.pipeline.Tree) into a StoredReference."""
     from scanner.acquire import redact
 
+    from concurrent.futures import ThreadPoolExecutor
+
     units, prints = tree.units, tree.prints
+    # The token arrays (115 MB for transformers) are joined on a second thread while this one does
+    # the Python part below: numpy copies without holding the GIL.
+    joiner = ThreadPoolExecutor(1)
+    tokens = {name: joiner.submit(_join, prints, name, dtype)
+              for name, dtype in (("abs_tok", np.uint64), ("con_tok", np.uint64), ("lines", np.int32))}
+    joiner.shutdown(wait=False)
     offsets = np.cumsum([0] + [len(p.abs_tok) for p in prints])
     counts = [len(p.fragment_rows) for p in prints]
     bases = np.cumsum([0] + counts)
@@ -118,10 +126,8 @@ def build_stored(tree, params: Params, *, includes: list[str] | None = None, pre
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "units": unit_meta, "symbols": symbols, "notes": notes,
     }
-    cat = (lambda name, dtype: np.concatenate([getattr(p, name) for p in prints]).astype(dtype, copy=False)
-           if prints else np.empty(0, dtype=dtype))
     arrays = {
-        "abs_tok": cat("abs_tok", np.uint64), "con_tok": cat("con_tok", np.uint64), "lines": cat("lines", np.int32),
+        **{name: future.result() for name, future in tokens.items()},
         "frags": frags,
         "indexed": indexed.astype(np.int32), "sigs": sigs.astype(np.uint32),
         "band_keys": table.keys, "band_ids": table.ids,
@@ -131,6 +137,10 @@ def build_stored(tree, params: Params, *, includes: list[str] | None = None, pre
         "artifacts": np.frombuffer(to_record(tree.artifacts), dtype=np.uint8),
     }
     return StoredReference(meta, arrays)
+
+
+def _join(prints, name: str, dtype) -> np.ndarray:
+    return np.concatenate([getattr(p, name) for p in prints]).astype(dtype, copy=False) if prints else np.empty(0, dtype)
 
 
 def _groups(frags: np.ndarray, keys: list[bytes]) -> np.ndarray:

@@ -152,14 +152,14 @@ static PyObject *shingle_hashes(PyObject *self, PyObject *args) {
 
 /* An introsort: quicksort (median of three) with insertion sort for short ranges and heapsort past
  * 2 log n levels; inlined comparisons are several times faster than qsort's comparator calls.
- * sort_u64 sorts shingle hashes, sort_i32 fragment ids. */
-#define DEFINE_SORT(NAME, T)                                                                           \
+ * sort_u64 sorts shingle hashes, sort_i32 fragment ids, sort_qkeys query keys (band_query). */
+#define DEFINE_SORT(NAME, T, LESS)                                                                           \
     static void NAME##_sift(T *v, Py_ssize_t root, Py_ssize_t n) {                                      \
         for (;;) {                                                                                     \
             Py_ssize_t child = 2 * root + 1;                                                           \
             if (child >= n) return;                                                                    \
-            if (child + 1 < n && v[child + 1] > v[child]) child++;                                     \
-            if (v[root] >= v[child]) return;                                                           \
+            if (child + 1 < n && LESS(v[child], v[child + 1])) child++;                                     \
+            if (!LESS(v[root], v[child])) return;                                                           \
             T t = v[root];                                                                             \
             v[root] = v[child];                                                                        \
             v[child] = t;                                                                              \
@@ -179,11 +179,11 @@ static PyObject *shingle_hashes(PyObject *self, PyObject *args) {
                 return;                                                                                \
             }                                                                                          \
             T a = v[0], b = v[n / 2], c = v[n - 1];                                                    \
-            T pivot = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));           \
+            T pivot = LESS(a, b) ? (LESS(b, c) ? b : (LESS(a, c) ? c : a)) : (LESS(a, c) ? a : (LESS(b, c) ? c : b));           \
             Py_ssize_t i = 0, j = n - 1;                                                               \
             for (;;) { /* Hoare partition */                                                           \
-                while (v[i] < pivot) i++;                                                              \
-                while (v[j] > pivot) j--;                                                              \
+                while (LESS(v[i], pivot)) i++;                                                              \
+                while (LESS(pivot, v[j])) j--;                                                              \
                 if (i >= j) break;                                                                     \
                 T t = v[i];                                                                            \
                 v[i++] = v[j];                                                                         \
@@ -202,7 +202,7 @@ static PyObject *shingle_hashes(PyObject *self, PyObject *args) {
         for (Py_ssize_t i = 1; i < n; i++) {                                                           \
             T x = v[i];                                                                                \
             Py_ssize_t j = i;                                                                          \
-            for (; j > 0 && v[j - 1] > x; j--) v[j] = v[j - 1];                                        \
+            for (; j > 0 && LESS(x, v[j - 1]); j--) v[j] = v[j - 1];                                        \
             v[j] = x;                                                                                  \
         }                                                                                              \
     }                                                                                                  \
@@ -212,8 +212,9 @@ static PyObject *shingle_hashes(PyObject *self, PyObject *args) {
         NAME##_depth(v, n, depth);                                                                     \
     }
 
-DEFINE_SORT(sort_u64, uint64_t)
-DEFINE_SORT(sort_i32, int32_t)
+#define LESS_VALUE(a, b) ((a) < (b))
+DEFINE_SORT(sort_u64, uint64_t, LESS_VALUE)
+DEFINE_SORT(sort_i32, int32_t, LESS_VALUE)
 
 /* shingles.segment_unique: each run of values (ends[i]: where run i ends) sorted, repeats dropped. */
 
@@ -266,11 +267,8 @@ typedef struct {
     int64_t row;
 } QKey;
 
-static int cmp_qkey(const void *x, const void *y) {
-    const QKey *a = x, *b = y;
-    if (a->key != b->key) return (a->key > b->key) - (a->key < b->key);
-    return (a->row > b->row) - (a->row < b->row);
-}
+#define LESS_KEY(a, b) ((a).key < (b).key) /* rows of equal keys in any order: each row's ids are sorted later */
+DEFINE_SORT(sort_qkeys, QKey, LESS_KEY)
 
 /* One band: sorted query keys against sorted keys; count (fill == NULL) or fill each row's list. */
 static void band_merge(const uint64_t *band, const int32_t *ids, Py_ssize_t n, const QKey *qs, Py_ssize_t q,
@@ -330,7 +328,7 @@ static PyObject *band_query(PyObject *self, PyObject *args) {
             band_qs[i].key = qk[i * bands + j];
             band_qs[i].row = i;
         }
-        qsort(band_qs, q, sizeof(QKey), cmp_qkey);
+        sort_qkeys(band_qs, q);
         band_merge(k + j * n, id + j * n, n, band_qs, q, start + 1, NULL, NULL);
     }
     for (Py_ssize_t i = 0; i < q; i++) start[i + 1] += start[i];

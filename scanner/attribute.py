@@ -9,6 +9,7 @@ THIRD_PARTY, CREDITS, ACKNOWLEDGEMENTS, README naming the reference: weak).
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from bisect import bisect_left
 from dataclasses import dataclass, field
 
@@ -51,8 +52,18 @@ class ReferenceTerms:
 
     names: set[str]
     urls: set[str]
+    # named_in's answers: a file with many copies asks about the same comments once per finding.
+    _named: dict = field(default_factory=dict, repr=False, compare=False)
 
     def named_in(self, text: str, extra: set[str] = frozenset()) -> str | None:
+        key = (text, frozenset(extra))
+        if key not in self._named:
+            if len(self._named) > 100_000:
+                self._named.clear()
+            self._named[key] = self._find_name(text, extra)
+        return self._named[key]
+
+    def _find_name(self, text: str, extra: set[str]) -> str | None:
         low = text.lower()
         for url in self.urls:
             if url and url in low:
@@ -69,6 +80,7 @@ def _has_term(low_text: str, term: str) -> bool:
     return re.search(r"(?<![\w])" + re.escape(term) + r"(?![\w])", low_text) is not None
 
 
+@lru_cache(maxsize=4096)
 def url_key(url: str) -> str:
     """host/path of a URL without scheme, user, .git suffix or trailing slash, lowercased."""
     u = re.sub(r"^[a-z+]+://", "", url.strip().lower())

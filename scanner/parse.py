@@ -431,7 +431,8 @@ def parse_unit(unit: SourceUnit, tokens: bool = False, imports: bool = True) -> 
     # A definition owns the tokens of its lines: in Python no other statement shares them.
     stack: list[tuple[int, int, str]] = []  # (end byte, fragment index, name)
     for node in defs:
-        outer = node.parent if node.parent is not None and node.parent.type == "decorated_definition" else node
+        up = node.parent  # tree-sitter finds a parent by walking down from the root: ask once
+        outer = up if up is not None and up.type == "decorated_definition" else node
         while stack and stack[-1][0] <= node.start_byte:
             stack.pop()
         parent = stack[-1][1] if stack else 0

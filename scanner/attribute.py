@@ -9,9 +9,9 @@ THIRD_PARTY, CREDITS, ACKNOWLEDGEMENTS, README naming the reference: weak).
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from bisect import bisect_left
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from scanner.parse import Fragment, ParsedUnit
 

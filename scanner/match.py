@@ -378,6 +378,8 @@ def _verify_candidates(corpus: ReferenceCorpus, s_sets: ShingleSets, locs: list[
     concatenated shingles). Names (the concrete channel) may differ per copy: they are compared
     per member where the verdict or the choice of the best copy depends on them.
     """
+    if not locs:
+        return []
     positions = [pos for pos, packed in locs for _ in range(len(packed))]
     fids = np.concatenate([packed >> 16 for _, packed in locs]).tolist()
     if len(fids) <= VERIFY_GROUPS:

@@ -155,7 +155,7 @@ def _fingerprint_one(task: tuple[SourceUnit, Params, bool, bool]) -> Fingerprint
         if not is_model_config(arch):
             arch = None
     else:
-        unit = parse_unit(source, imports=not as_reference)
+        unit = parse_unit(source, keep_imports=not as_reference)
     prints = fingerprint_unit(unit, params, _worker_cache(), _worker_hasher(params))
     unit.abstract, unit.concrete, unit.hashes = [], [], None
     info = None

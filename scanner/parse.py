@@ -325,7 +325,8 @@ def query_structure(root) -> tuple[list, list]:
 def structure(root, data: bytes, imports: bool = True) -> tuple[list, list]:
     """(definitions, imports): function/class definition and import nodes, in document order.
 
-    The structure query walks every node of the tree (a fifth of the parse's time on transformers).
+    The structure query walks every node of the tree (3.1 s of CPU on transformers, against ~9 s for
+    the parse itself).
     A clean tree is instead entered at the lexer's def/class/import/from tokens: each keyword's
     parent is the statement, when it is one (`yield from`, `raise ... from` and `from __future__`
     are not). Lexer and grammar agree on what is code in a tree without errors (tests compare the
@@ -380,11 +381,11 @@ def _lex_hashes(data: bytes, docstrings: list[tuple[int, int]]):
             np.frombuffer(lines, dtype=np.int32), comments)
 
 
-def parse_unit(unit: SourceUnit, tokens: bool = False, imports: bool = True) -> ParsedUnit:
+def parse_unit(unit: SourceUnit, tokens: bool = False, keep_imports: bool = True) -> ParsedUnit:
     """Fragments, token channels and comments of one Python unit.
 
     tokens: keep the token strings (the Python lexer), for inspection; otherwise the compiled
-    lexer, when built, gives the token hashes only. imports: False leaves ParsedUnit.imports
+    lexer, when built, gives the token hashes only. keep_imports: False leaves ParsedUnit.imports
     empty (a stored reference does not keep them).
     """
     data = unit.data
@@ -401,8 +402,8 @@ def parse_unit(unit: SourceUnit, tokens: bool = False, imports: bool = True) -> 
         if root.has_error:
             root = None
             root = _parser().parse(data).root_node
-    defs, import_nodes = structure(root, data, imports)
-    if not imports:
+    defs, import_nodes = structure(root, data, keep_imports)
+    if not keep_imports:
         import_nodes = []  # a tree with errors: the query found them anyway
     comments: list[tuple[int, str]] = []
     docstrings = []

@@ -117,9 +117,14 @@ def fingerprint_unit(unit: ParsedUnit, params: Params, cache: dict | None = None
     # Each shingle belongs to the innermost eligible fragment around it (fragments come in document
     # order, parents first, so inner ones overwrite); each eligible fragment's host is its nearest
     # eligible ancestor. Shingles of an ineligible fragment stay with its host.
+    # That needs the ranges properly nested: two definitions of broken code can share a line, and
+    # so tokens; then each fragment's signature is computed from its whole range.
     row_of: dict[int, int] = {}
     rows: list[int] = []
     hosts: list[int] = []
+    spans: list[tuple[int, int]] = []  # each row's shingle range
+    taken: dict[int, int] = {}  # host row -> where its last eligible child's range ends
+    nested = True
     owner = np.full(len(hashes), -1, dtype=np.int32)
     for fi, frag in enumerate(frags):
         if not (eligible(frag, params) and frag.tokens >= k):
@@ -127,12 +132,22 @@ def fingerprint_unit(unit: ParsedUnit, params: Params, cache: dict | None = None
         host = frag.parent
         while host is not None and host not in row_of:
             host = frags[host].parent
+        lo, hi = frag.tok_start, frag.tok_end - k + 1
+        if host is not None:
+            h_lo, h_hi = spans[row_of[host]]
+            nested = nested and max(h_lo, taken.get(row_of[host], h_lo)) <= lo and hi <= h_hi
+            taken[row_of[host]] = hi
         row_of[fi] = len(rows)
         hosts.append(-1 if host is None else row_of[host])
         rows.append(fi)
-        owner[frag.tok_start:frag.tok_end - k + 1] = row_of[fi]
+        spans.append((lo, hi))
+        owner[lo:hi] = row_of[fi]
     prints.eligible = np.asarray(rows, dtype=np.int32)
-    prints.sigs = hasher.nested_signatures(hashes, owner, np.asarray(hosts, dtype=np.int32))
+    if nested:
+        prints.sigs = hasher.nested_signatures(hashes, owner, np.asarray(hosts, dtype=np.int32))
+    else:
+        prints.sigs = np.vstack([hasher.signature(hashes[lo:hi]) for lo, hi in spans]) if spans \
+            else np.empty((0, params.num_perm), dtype=np.uint32)
     return prints
 
 

@@ -218,6 +218,24 @@ def test_nested_signatures_equal_the_signature_of_each_whole_fragment():
         assert np.array_equal(pr.sigs[row], signature(hasher, abstract_set(pr, frag.tok_start, frag.tok_end, params.k)))
 
 
+@pytest.mark.parametrize("source", [
+    b"def e():(n)def g(:",  # broken code: two definitions on one line share its tokens (found by bench/fuzz.py)
+    b"class A:\n    def f(self): x = 1; y = 2\n    def g(self): pass\ndef h(): return [i for i in range(9)]\n",
+])
+def test_signatures_of_fragments_that_share_lines_are_still_their_whole_sets(source):
+    from scanner.fingerprint import eligible, signature
+
+    params = Params(k=2, min_tokens=1, min_lines=1)
+    hasher = MinHasher(params.num_perm, params.seed)
+    unit = parse_unit(SourceUnit("m.py", source))
+    pr = fingerprint_unit(unit, params)
+    assert list(pr.eligible) == [fi for fi, f in enumerate(unit.fragments) if eligible(f, params) and f.tokens >= 2]
+    assert len(pr.eligible) >= 3
+    for row, fi in enumerate(pr.eligible):
+        frag = unit.fragments[fi]
+        assert np.array_equal(pr.sigs[row], signature(hasher, abstract_set(pr, frag.tok_start, frag.tok_end, params.k)))
+
+
 def _header_licence(src: bytes):
     from scanner.fingerprint import fingerprint_sources
 

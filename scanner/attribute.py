@@ -145,13 +145,17 @@ def provenance_note(unit: ParsedUnit, frag: Fragment) -> tuple[int, str] | None:
     return None
 
 
+def _per_unit(unit: ParsedUnit, compute):
+    """compute(unit), kept on the unit: a file with many copies is asked once per finding."""
+    key = "_" + compute.__name__
+    if key not in unit.__dict__:
+        unit.__dict__[key] = compute(unit)
+    return unit.__dict__[key]
+
+
 def _snippet_blocks(unit: ParsedUnit) -> list[tuple[int, int, list[tuple[int, str]]]]:
-    """SPDX snippet blocks: (begin line, end line, tag lines inside); kept on the unit, as every
-    copied fragment of it asks."""
-    cached = unit.__dict__.get("_snippet_blocks")
-    if cached is None:
-        cached = unit.__dict__["_snippet_blocks"] = _find_snippet_blocks(unit)
-    return cached
+    """SPDX snippet blocks: (begin line, end line, tag lines inside)."""
+    return _per_unit(unit, _find_snippet_blocks)
 
 
 def _find_snippet_blocks(unit: ParsedUnit) -> list[tuple[int, int, list[tuple[int, str]]]]:
@@ -214,17 +218,17 @@ def file_evidence(unit: ParsedUnit, file_holders: list[str], ref_holders: list[s
 
 def _telling_comments(unit: ParsedUnit) -> list[tuple[int, str, list[str], bool, bool]]:
     """The unit's comments that could be file-level evidence: (line, text, URLs, generated-from
-    banner?, provenance wording?). Computed once per unit: a file with many copies is asked once
-    per finding."""
-    cached = unit.__dict__.get("_telling_comments")
-    if cached is None:
-        cached = []
-        for ln, text in unit.comments:
-            urls, generated, provenance = URL_RE.findall(text), bool(GENERATED_RE.search(text)), bool(PROVENANCE_RE.search(text))
-            if urls or generated or provenance:
-                cached.append((ln, text, urls, generated, provenance))
-        unit.__dict__["_telling_comments"] = cached
-    return cached
+    banner?, provenance wording?)."""
+    return _per_unit(unit, _find_telling_comments)
+
+
+def _find_telling_comments(unit: ParsedUnit) -> list[tuple[int, str, list[str], bool, bool]]:
+    found = []
+    for ln, text in unit.comments:
+        urls, generated, provenance = URL_RE.findall(text), bool(GENERATED_RE.search(text)), bool(PROVENANCE_RE.search(text))
+        if urls or generated or provenance:
+            found.append((ln, text, urls, generated, provenance))
+    return found
 
 
 def repo_evidence(documents: list[tuple[str, str]], terms: ReferenceTerms) -> list[Evidence]:

@@ -28,7 +28,6 @@ VERIFY_GROUPS = 32
 # A MinHash estimate this far below the threshold (4.5 standard deviations at 128 permutations)
 # never belongs to a pair that exact verification would keep: such candidates are dropped early.
 _ESTIMATE_MARGIN = 0.2
-_ESTIMATE_CHUNK = 100_000  # candidate pairs compared at once (100k x 128 bytes)
 _LEVEL = dict(zip(KINDS, LEVELS))
 
 
@@ -123,7 +122,7 @@ class ReferenceCorpus:
             # Agreement of the values' low bytes: an upper bound of the true agreement (off by
             # (128 - agreement) / 256 on average), at a quarter of the memory traffic. Being a little
             # generous here costs verification time, never a finding.
-            agree = agreement(ref.signature_bytes, sig_rows, qbytes, rows, _ESTIMATE_CHUNK)
+            agree = agreement(ref.signature_bytes, sig_rows, qbytes, rows)
             keep = agree >= need
             rows, fids, agree = rows[keep], fids[keep], agree[keep]  # sorted by row (BandTable.query sorts its pairs)
             if len(rows) == 0:
@@ -433,12 +432,9 @@ def _verify_groups(corpus: ReferenceCorpus, s_sets: ShingleSets, reps: list[RefL
 
 def _jaccard_many(a: np.ndarray, others: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """_jaccard of a with each of others (sorted arrays of distinct values), as two arrays."""
-    n = len(others)
-    sizes = np.fromiter(map(len, others), dtype=np.int64, count=n)
-    if len(a) == 0 or not sizes.any():
-        return np.zeros(n), np.zeros(n, dtype=np.int64)
     inter = intersection_sizes(a, others)
-    return inter / (len(a) + sizes - inter), inter
+    union = len(a) + np.fromiter(map(len, others), dtype=np.int64, count=len(others)) - inter
+    return np.divide(inter, union, out=np.zeros(len(others)), where=union > 0), inter
 
 
 def _within(inner: RefLoc, outer: RefLoc, corpus: ReferenceCorpus) -> bool:

@@ -298,9 +298,9 @@ def _blank_comments(data: bytes) -> bytes:
 
 
 # The anchor tokens of definitions and imports: the keyword, its length, the types of its parent.
-_ANCHORS = {ord("d"): (3, b"def", ("function_definition",)), ord("c"): (5, b"class", ("class_definition",)),
-            ord("i"): (6, b"import", ("import_statement", "import_from_statement")),
-            ord("f"): (4, b"from", ("import_from_statement",))}
+_ANCHORS = {ord("d"): (3, "def", ("function_definition",)), ord("c"): (5, "class", ("class_definition",)),
+            ord("i"): (6, "import", ("import_statement", "import_from_statement")),
+            ord("f"): (4, "from", ("import_from_statement",))}
 
 
 def anchor_offsets(data: bytes) -> list[int]:
@@ -310,7 +310,7 @@ def anchor_offsets(data: bytes) -> list[int]:
     return [m.start(1) for m in _TOKEN.finditer(data) if m.group(1) in _ANCHOR_WORDS]
 
 
-_ANCHOR_WORDS = frozenset(word for _, word, _ in _ANCHORS.values())
+_ANCHOR_WORDS = frozenset(word.encode() for _, word, _ in _ANCHORS.values())
 
 
 def query_structure(root) -> tuple[list, list]:
@@ -342,9 +342,9 @@ def structure(root, data: bytes, imports: bool = True) -> tuple[list, list]:
             continue
         node = root.descendant_for_byte_range(at, at + length)
         parent = node.parent
-        if parent is None or parent.type not in parents or node.type != word.decode():
+        if parent is None or parent.type not in parents or node.type != word:
             continue
-        if word in (b"def", b"class"):
+        if word in ("def", "class"):
             defs.append(parent)
         elif parent.start_byte != last_import:  # `from m import x`: two anchors, one statement
             import_nodes.append(parent)

@@ -129,35 +129,39 @@ class FileChecks:
                 tmp.unlink()
 
 
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
-    return buf.getvalue()
-
-
-def _array_record(array: np.ndarray) -> tuple[bytes, dict]:
-    """An array as .npy bytes, and what meta.json records of it (checked again on load)."""
-    data = _npy_bytes(array)
-    return data, {"dtype": str(array.dtype), "shape": list(array.shape), "xxh3": _checksum(data)}
-
-
-def _write_array(path: Path, array: np.ndarray) -> dict:
-    """Write an array as a .npy file (the bytes np.save writes, without a copy of them in memory),
-    synced; returns what _array_record records of it."""
-    import xxhash
-
+def _npy_parts(array: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """An array as the two parts of the .npy file np.save writes: its header, and its bytes (a view,
+    not a copy)."""
     array = np.ascontiguousarray(array)
     buf = io.BytesIO()
     np.lib.format.write_array_header_1_0(buf, np.lib.format.header_data_from_array_1_0(array))
-    header, body = buf.getvalue(), array.reshape(-1).view(np.uint8)
+    return buf.getvalue(), array.reshape(-1).view(np.uint8)
+
+
+def _record(array: np.ndarray, header: bytes, body: np.ndarray) -> dict:
+    """What meta.json records of an array (checked again on load)."""
+    import xxhash
+
     digest = xxhash.xxh3_64(header)
     digest.update(body)
+    return {"dtype": str(array.dtype), "shape": list(array.shape), "xxh3": digest.hexdigest()}
+
+
+def _array_record(array: np.ndarray) -> tuple[bytes, dict]:
+    """An array as .npy bytes (a Redis value), and its record."""
+    header, body = _npy_parts(array)
+    return header + body.tobytes(), _record(array, header, body)
+
+
+def _write_array(path: Path, array: np.ndarray) -> dict:
+    """Write an array as a .npy file, synced, without a copy of its bytes in memory; returns its record."""
+    header, body = _npy_parts(array)
     with open(path, "xb") as fh:
         fh.write(header)
         fh.write(body)
         fh.flush()
         os.fsync(fh.fileno())
-    return {"dtype": str(array.dtype), "shape": list(array.shape), "xxh3": digest.hexdigest()}
+    return _record(array, header, body)
 
 
 def _with_reference(manifest: dict, ref: StoredReference, tool_version: str) -> tuple[dict, list[dict]]:

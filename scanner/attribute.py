@@ -74,6 +74,28 @@ class ReferenceTerms:
         return None
 
 
+# A word each pattern cannot match without (lowercase): most comments have none of them, and an
+# ASCII comment without them is answered without running the patterns.
+_PROVENANCE_WORDS = ("cop", "adapted", "modified", "derived", "based", "borrowed", "ported", "taken", "forked",
+                     "vendored", "lifted")
+
+
+@lru_cache(maxsize=65536)
+def comment_signals(text: str) -> tuple[tuple[str, ...], bool, bool, str | None]:
+    """What one comment may say about provenance: (its URLs, a generated-from banner?, provenance
+    wording?, the source a provscan source tag names). Files repeat comments: each is read once."""
+    if not text.isascii():  # the patterns ignore case the Unicode way: no lowercase shortcut
+        tag = SOURCE_TAG_RE.search(text)
+        return (tuple(URL_RE.findall(text)), GENERATED_RE.search(text) is not None,
+                PROVENANCE_RE.search(text) is not None, tag.group("source") if tag else None)
+    low = text.lower()
+    urls = tuple(URL_RE.findall(text)) if "://" in text else ()
+    generated = "generated" in low and GENERATED_RE.search(text) is not None
+    provenance = any(word in low for word in _PROVENANCE_WORDS) and PROVENANCE_RE.search(text) is not None
+    tag = SOURCE_TAG_RE.search(text) if "provscan" in low else None
+    return urls, generated, provenance, tag.group("source") if tag else None
+
+
 def _has_term(low_text: str, term: str) -> bool:
     if len(term) < 3 or term in _GENERIC or term not in low_text:  # a substring test first: most terms are absent
         return False
@@ -140,7 +162,7 @@ def provenance_note(unit: ParsedUnit, frag: Fragment) -> tuple[int, str] | None:
     for ln, text in _nearby_comments(unit, frag):
         if ln > frag.start_line:
             break
-        if PROVENANCE_RE.search(text):
+        if comment_signals(text)[2]:
             return ln, text.strip()
     return None
 
@@ -178,10 +200,10 @@ def fragment_evidence(unit: ParsedUnit, frag: Fragment, terms: ReferenceTerms, f
             for ln, text in tags:
                 evidence.append(Evidence("fragment", unit.path, ln, text.strip(), "SPDX snippet block encloses the copy"))
     for ln, text in _nearby_comments(unit, frag):
-        tag = SOURCE_TAG_RE.search(text)
-        if tag and terms.named_in(tag.group("source"), frag_terms):
+        _, _, provenance, source = comment_signals(text)
+        if source and terms.named_in(source, frag_terms):
             evidence.append(Evidence("fragment", unit.path, ln, text.strip(), "provscan source tag names the reference"))
-        elif PROVENANCE_RE.search(text):
+        elif provenance:
             named = terms.named_in(text, frag_terms)
             if named:
                 evidence.append(Evidence("fragment", unit.path, ln, text.strip(), f"provenance comment names {named}"))
@@ -216,16 +238,16 @@ def file_evidence(unit: ParsedUnit, file_holders: list[str], ref_holders: list[s
     return evidence
 
 
-def _telling_comments(unit: ParsedUnit) -> list[tuple[int, str, list[str], bool, bool]]:
+def _telling_comments(unit: ParsedUnit) -> list[tuple[int, str, tuple[str, ...], bool, bool]]:
     """The unit's comments that could be file-level evidence: (line, text, URLs, generated-from
     banner?, provenance wording?)."""
     return _per_unit(unit, _find_telling_comments)
 
 
-def _find_telling_comments(unit: ParsedUnit) -> list[tuple[int, str, list[str], bool, bool]]:
+def _find_telling_comments(unit: ParsedUnit) -> list[tuple[int, str, tuple[str, ...], bool, bool]]:
     found = []
     for ln, text in unit.comments:
-        urls, generated, provenance = URL_RE.findall(text), bool(GENERATED_RE.search(text)), bool(PROVENANCE_RE.search(text))
+        urls, generated, provenance, _ = comment_signals(text)
         if urls or generated or provenance:
             found.append((ln, text, urls, generated, provenance))
     return found

@@ -18,7 +18,7 @@ from scanner.fingerprint import Params, UnitPrints, abstract_sequence, abstract_
 from scanner.parse import Fragment, ParsedUnit
 from scanner.reference import KINDS, LEVELS, Reference
 from signatures.lsh import agreement, band_keys, band_params
-from signatures.shingles import aligned_runs, intersection_sizes, sorted_unique
+from signatures.shingles import RangeSets, aligned_runs, sorted_unique
 
 # Candidate groups verified exactly at a time per scanned fragment, the best estimates first, until
 # one verifies. Most code has a handful; in transformers a fragment may have 100+ near-copies, and
@@ -81,8 +81,7 @@ class ReferenceCorpus:
         self.refs = references
         self.redis_store = redis_store  # candidates of references loaded from Redis come from its tables
         self.common = _common_shingles(references, params)
-        self._sets: dict[RefLoc, tuple[np.ndarray, np.ndarray]] = {}
-        self._concrete: dict[RefLoc, np.ndarray] = {}
+        self._sets: dict[tuple[int, str], RangeSets] = {}
 
     def candidates(self, qsigs: np.ndarray, qlevels: np.ndarray) -> dict[int, list[tuple[int, np.ndarray]]]:
         """Candidates for a batch of query signatures: query row -> [(reference position, packed)], where
@@ -139,28 +138,14 @@ class ReferenceCorpus:
         path, _cell, frag = ref.fragment(loc.frag)
         return ref, path, frag
 
-    def abstract_sets(self, loc: RefLoc) -> tuple[np.ndarray, np.ndarray]:
-        """(abstract, informative) shingle sets of a reference fragment, cached."""
-        cached = self._sets.get(loc)
-        if cached is None:
-            ref, _, frag = self.fragment(loc)
-            abstract = abstract_set(ref.prints, frag.tok_start, frag.tok_end, self.params.k)
-            cached = (abstract, self.informative(abstract))
-            if len(self._sets) > 200_000:
-                self._sets.clear()
-            self._sets[loc] = cached
-        return cached
-
-    def concrete(self, loc: RefLoc) -> np.ndarray:
-        """Concrete shingle set of a reference fragment, cached (members of a group differ here only)."""
-        cached = self._concrete.get(loc)
-        if cached is None:
-            ref, _, frag = self.fragment(loc)
-            cached = concrete_set(ref.prints, frag.tok_start, frag.tok_end, self.params.k)
-            if len(self._concrete) > 200_000:
-                self._concrete.clear()
-            self._concrete[loc] = cached
-        return cached
+    def range_sets(self, pos: int, channel: str) -> RangeSets:
+        """The distinct abstract or concrete shingles of reference pos's fragments, computed as asked."""
+        sets = self._sets.get((pos, channel))
+        if sets is None:
+            ref = self.refs[pos]
+            tokens = ref.prints.abs_tok if channel == "abstract" else ref.prints.con_tok
+            sets = self._sets[pos, channel] = RangeSets(tokens, ref.frags[:, 4], ref.frags[:, 5], self.params.k)
+        return sets
 
     def shingle_sets(self, prints: UnitPrints, frag: Fragment) -> ShingleSets:
         k = self.params.k
@@ -266,11 +251,19 @@ def align(s_pr: UnitPrints, s_frag: Fragment, r_pr: UnitPrints, r_frag: Fragment
     return blocks
 
 
-def _rank(m: tuple[float, float, RefLoc], corpus: ReferenceCorpus) -> tuple:
-    """Best first: most similar; among equals, the origin before fragments that say they are copies."""
-    sim, csim, loc = m
-    return (-round(sim, 6), -round(csim, 6), corpus.copied_note(loc) is not None, loc.ref,
-            *corpus.refs[loc.ref].position(loc.frag))
+def _ranked(v: "Verified", corpus: ReferenceCorpus) -> np.ndarray:
+    """Order of the verified copies, best first: most similar; among equals, the origin before
+    fragments that say they are copies, then by reference, path and line."""
+    noted, path_rank, start = np.zeros(len(v.fid), dtype=bool), np.zeros(len(v.fid), dtype=np.int64), \
+        np.zeros(len(v.fid), dtype=np.int64)
+    for ref_pos, sel in _by_reference(v.pos):
+        fids = v.fid[sel]
+        ref_noted, ref_path_rank, ref_start = corpus.refs[ref_pos].rank_columns
+        noted[sel], path_rank[sel], start[sel] = ref_noted[fids], ref_path_rank[fids], ref_start[fids]
+    # Rounded as Python rounds: equal to 6 decimals is equally similar.
+    sim = np.asarray([-round(x, 6) for x in v.sim.tolist()])
+    csim = np.asarray([-round(x, 6) for x in v.csim.tolist()])
+    return np.lexsort((start, path_rank, v.pos, noted, csim, sim))
 
 
 def find_matches(units: list[ParsedUnit], prints: list[UnitPrints], corpus: ReferenceCorpus,
@@ -332,17 +325,17 @@ def _match_unit(ui: int) -> list[Match]:
         frag = unit.fragments[fi]
         verified = _verify_candidates(corpus, corpus.shingle_sets(pr, frag), candidates[row],
                                       lambda: _inside_ancestor(unit, fi, matched, corpus), config)
-        if not verified:
+        if verified is None:
             continue
-        verified.sort(key=lambda v: _rank(v, corpus))
-        sim, csim, best = verified[0]
+        order = _ranked(verified, corpus)
+        locs = list(map(RefLoc._make, zip(verified.pos[order].tolist(), verified.fid[order].tolist())))
+        best, sim, csim = locs[0], float(verified.sim[order[0]]), float(verified.csim[order[0]])
         _, _, r_frag = corpus.fragment(best)
         r_pr = corpus.refs[best.ref].prints
         kind = clone_type(pr, frag, r_pr, r_frag)
         if kind != "modified":
             sim = 1.0
-        matched[fi] = Match(ui, fi, best, sim, csim, kind, align(pr, frag, r_pr, r_frag, p.k),
-                            [loc for _, _, loc in verified[1:]])
+        matched[fi] = Match(ui, fi, best, sim, csim, kind, align(pr, frag, r_pr, r_frag, p.k), locs[1:])
     return _fold(unit, matched, corpus)
 
 
@@ -366,75 +359,114 @@ def _inside_ancestor(unit: ParsedUnit, fi: int, matched: dict[int, Match], corpu
     return [RefLoc(loc.ref, int(g)) for g in sorted_unique(ref.groups[inside])]
 
 
+class Verified(NamedTuple):
+    """Verified copies of one scanned fragment, one per row: similarity, concrete similarity (-1
+    where not needed), reference position and fragment id."""
+
+    sim: np.ndarray
+    csim: np.ndarray
+    pos: np.ndarray
+    fid: np.ndarray
+
+
 def _verify_candidates(corpus: ReferenceCorpus, s_sets: ShingleSets, locs: list[tuple[int, np.ndarray]],
-                       inside=lambda: [], config: bool = False) -> list[tuple[float, float, RefLoc]]:
-    """verify() for every candidate, done once per group of identical reference fragments:
-    [(similarity, concrete similarity or -1 where not needed, reference fragment)].
+                       inside=lambda: [], config: bool = False) -> Verified | None:
+    """verify() for every candidate, done once per group of identical reference fragments (None:
+    no candidate verifies).
 
     transformers holds its RMSNorm 100+ times: fragments with the same abstract token sequence
     have the same abstract shingles, hence the same similarity and boilerplate share, so the
-    abstract check runs once per group, for all groups at once (one membership test of their
-    concatenated shingles). Names (the concrete channel) may differ per copy: they are compared
-    per member where the verdict or the choice of the best copy depends on them.
+    abstract check runs once per group, for all groups at once. Names (the concrete channel) may
+    differ per copy: they are compared per member where the verdict or the choice of the best
+    copy depends on them.
     """
     if not locs:
-        return []
-    positions = [pos for pos, packed in locs for _ in range(len(packed))]
-    fids = np.concatenate([packed >> 16 for _, packed in locs]).tolist()
+        return None
+    pos = np.concatenate([np.full(len(packed), p, dtype=np.int64) for p, packed in locs])
+    packed = np.concatenate([packed for _, packed in locs])
+    fids = packed >> 16
     if len(fids) <= VERIFY_GROUPS:
-        return _verify_groups(corpus, s_sets, [RefLoc(pos, fid) for pos, fid in zip(positions, fids)], config)
+        return _verify_groups(corpus, s_sets, pos, fids, config)
     # The best estimates first, VERIFY_GROUPS at a time, until a batch verifies: the highest estimates
     # are often shared boilerplate that the exact check rejects, and the copy sits further down.
     # The first batch also holds, so that a copied class's methods stay folded into it, the groups
     # inside the reference code the fragment's nearest matched ancestor matched.
-    scores = np.concatenate([packed & 0xFFFF for _, packed in locs])
-    order = np.argsort(-scores, kind="stable")
+    order = np.argsort(-(packed & 0xFFFF), kind="stable")
     for start in range(0, len(order), VERIFY_GROUPS):
-        batch = [RefLoc(positions[i], fids[i]) for i in np.sort(order[start:start + VERIFY_GROUPS]).tolist()]
+        take = np.sort(order[start:start + VERIFY_GROUPS])
+        b_pos, b_fids = pos[take], fids[take]
         if start == 0:
-            batch += [loc for loc in dict.fromkeys(inside()) if loc not in set(batch)]
-        verified = _verify_groups(corpus, s_sets, batch, config)
-        if verified:
+            batch = set(zip(b_pos.tolist(), b_fids.tolist()))
+            extra = [loc for loc in dict.fromkeys(inside()) if loc not in batch]
+            if extra:
+                b_pos = np.concatenate([b_pos, [loc.ref for loc in extra]])
+                b_fids = np.concatenate([b_fids, [loc.frag for loc in extra]])
+        verified = _verify_groups(corpus, s_sets, b_pos, b_fids, config)
+        if verified is not None:
             return verified
-    return []
+    return None
 
 
-def _verify_groups(corpus: ReferenceCorpus, s_sets: ShingleSets, reps: list[RefLoc],
-                   config: bool) -> list[tuple[float, float, RefLoc]]:
+def _verify_groups(corpus: ReferenceCorpus, s_sets: ShingleSets, pos: np.ndarray, reps: np.ndarray,
+                   config: bool) -> Verified | None:
     p = corpus.params
-    if not reps:
-        return []
-    sets = [corpus.abstract_sets(loc) for loc in reps]
-    sims, _ = _jaccard_many(s_sets.abstract, [a for a, _ in sets])
-    _, shared = _jaccard_many(s_sets.informative, [i for _, i in sets])
-    groups: list[tuple[float, bool, list[RefLoc]]] = []  # (similarity, boilerplate?, members)
-    for i in np.flatnonzero(sims >= p.min_similarity).tolist():
-        rep_loc = reps[i]
-        members = [RefLoc(rep_loc.ref, fid) for fid in corpus.refs[rep_loc.ref].members(rep_loc.frag).tolist()]
-        # A config's abstract channel is its schema, shared by a whole model family: its values
-        # (the concrete channel) must agree too, as for boilerplate code.
-        groups.append((float(sims[i]), config or bool(shared[i] < p.min_shared), members))
+    sims = np.zeros(len(reps))
+    shared = np.zeros(len(reps), dtype=np.int64)
+    for ref_pos, sel in _by_reference(pos):
+        # |informative & reference's abstract| is |informative & reference's informative|: the
+        # scanned informative shingles hold no boilerplate ones.
+        sizes, inter, shared[sel] = corpus.range_sets(ref_pos, "abstract").intersections(
+            reps[sel], s_sets.abstract, s_sets.informative)
+        sims[sel] = _jaccard_sizes(len(s_sets.abstract), sizes, inter)
+    groups = np.flatnonzero(sims >= p.min_similarity)
+    if len(groups) == 0:
+        return None
+    g_sim = sims[groups]
+    # A config's abstract channel is its schema, shared by a whole model family: its values (the
+    # concrete channel) must agree too, as for boilerplate code.
+    g_boiler = np.full(len(groups), config) | (shared[groups] < p.min_shared)
+    # The members of each group, group after group.
+    parts = []
+    for ref_pos, sel in _by_reference(pos[groups]):
+        fids, counts = corpus.refs[ref_pos].members(reps[groups[sel]])
+        parts.append((np.repeat(np.flatnonzero(sel), counts), np.full(len(fids), ref_pos, dtype=np.int64), fids))
+    m_group, m_pos, m_fid = (np.concatenate(cols) for cols in zip(*parts))
+    if len(parts) > 1:
+        back = np.argsort(m_group, kind="stable")
+        m_group, m_pos, m_fid = m_group[back], m_pos[back], m_fid[back]
+    m_sim, m_boiler = g_sim[m_group], g_boiler[m_group]
     # Names are needed where they decide: a mostly-boilerplate pair must keep most of them (see
     # verify), and they pick the best copy among the most similar.
-    best = max([sim for sim, boilerplate, _ in groups if not boilerplate], default=0.0)
-    named = [loc for sim, boilerplate, members in groups if boilerplate or sim >= best for loc in members]
-    csims = dict(zip(named, _jaccard_many(s_sets.concrete, [corpus.concrete(loc) for loc in named])[0].tolist()))
-    verified: list[tuple[float, float, RefLoc]] = []
-    for sim, boilerplate, members in groups:
-        if boilerplate:
-            verified.extend((sim, csims[loc], loc) for loc in members if csims[loc] >= p.boilerplate_min_concrete)
-    best = max([best] + [v[0] for v in verified])
-    for sim, boilerplate, members in groups:
-        if not boilerplate:
-            verified.extend((sim, csims[loc] if sim >= best else -1.0, loc) for loc in members)
-    return verified
+    best = float(g_sim[~g_boiler].max()) if not g_boiler.all() else 0.0
+    named = m_boiler | (m_sim >= best)
+    csim = np.full(len(m_fid), -1.0)
+    for ref_pos, sel in _by_reference(m_pos):
+        sel = sel & named
+        sizes, inter = corpus.range_sets(ref_pos, "concrete").intersections(m_fid[sel], s_sets.concrete)
+        csim[sel] = _jaccard_sizes(len(s_sets.concrete), sizes, inter)
+    kept_boiler = m_boiler & (csim >= p.boilerplate_min_concrete)
+    if kept_boiler.any():
+        best = max(best, float(m_sim[kept_boiler].max()))
+    plain = ~m_boiler
+    csim[plain & (m_sim < best)] = -1.0
+    rows = np.concatenate([np.flatnonzero(kept_boiler), np.flatnonzero(plain)])
+    if len(rows) == 0:
+        return None
+    return Verified(m_sim[rows], csim[rows], m_pos[rows], m_fid[rows])
 
 
-def _jaccard_many(a: np.ndarray, others: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """_jaccard of a with each of others (sorted arrays of distinct values), as two arrays."""
-    inter = intersection_sizes(a, others)
-    union = len(a) + np.fromiter(map(len, others), dtype=np.int64, count=len(others)) - inter
-    return np.divide(inter, union, out=np.zeros(len(others)), where=union > 0), inter
+def _by_reference(pos: np.ndarray):
+    """(reference position, mask) for each reference in pos (usually one)."""
+    first = int(pos[0]) if len(pos) else 0
+    if len(pos) and (pos == first).all():
+        return [(first, np.ones(len(pos), dtype=bool))]
+    return [(int(ref_pos), pos == ref_pos) for ref_pos in sorted_unique(pos).tolist()]
+
+
+def _jaccard_sizes(n: int, sizes: np.ndarray, inter: np.ndarray) -> np.ndarray:
+    """Jaccard indices of a set of n values with sets of these sizes sharing inter with it (0: both empty)."""
+    union = n + sizes - inter
+    return np.divide(inter, union, out=np.zeros(len(union)), where=union > 0)
 
 
 def _within(inner: RefLoc, outer: RefLoc, corpus: ReferenceCorpus) -> bool:

@@ -10,6 +10,7 @@ import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from scanner import __version__
@@ -439,6 +440,8 @@ def _ref_location(corpus: ReferenceCorpus, loc: RefLoc, with_notice: bool = True
 
 def _copy_findings(scanned: Tree, corpus: ReferenceCorpus, matches: list[Match]) -> list[Finding]:
     terms = [r.terms() for r in corpus.refs]
+    # The same few copies are listed by many findings: each Location is built once (none is changed).
+    where = lru_cache(maxsize=None)(lambda loc, with_notice=True: _ref_location(corpus, loc, with_notice))
     repo_ev = [repo_evidence(scanned.documents, t) for t in terms]
     findings: list[Finding] = []
     seen_ids: dict[str, int] = defaultdict(int)
@@ -446,7 +449,7 @@ def _copy_findings(scanned: Tree, corpus: ReferenceCorpus, matches: list[Match])
         unit = scanned.units[m.unit]
         frag = unit.fragments[m.frag]
         ref, ref_path, ref_frag = corpus.fragment(m.ref)
-        refloc = _ref_location(corpus, m.ref)
+        refloc = where(m.ref)
         fterms = fragment_terms(ref_path, ref_frag.symbol)
         frag_ev = fragment_evidence(unit, frag, terms[m.ref.ref], fterms)
         for member in descendants(m):
@@ -473,16 +476,16 @@ def _copy_findings(scanned: Tree, corpus: ReferenceCorpus, matches: list[Match])
             similarity_concrete=round(m.similarity_concrete, 4), reference=refloc, attribution=attribution,
             message=_copy_message(frag, m, refloc, attribution),
             matched_lines=[b.to_dict() for b in m.blocks],
-            members=[_member(scanned, corpus, x) for x in descendants(m)],
-            other_locations=[_ref_location(corpus, o, with_notice=False) for o in m.others[:OTHER_LOCATIONS]],
+            members=[_member(scanned, where, x) for x in descendants(m)],
+            other_locations=[where(o, with_notice=False) for o in m.others[:OTHER_LOCATIONS]],
             other_count=len(m.others),
         ))
     return findings
 
 
-def _member(scanned: Tree, corpus: ReferenceCorpus, m: Match) -> dict:
+def _member(scanned: Tree, where, m: Match) -> dict:
     frag = scanned.units[m.unit].fragments[m.frag]
-    loc = _ref_location(corpus, m.ref, with_notice=False)
+    loc = where(m.ref, with_notice=False)
     out = {"symbol": frag.symbol, "start_line": frag.start_line, "end_line": frag.end_line,
            "clone_type": m.clone_type, "similarity": round(m.similarity, 4),
            "reference": {"name": loc.name, "path": loc.path, "start_line": loc.start_line,
@@ -490,7 +493,7 @@ def _member(scanned: Tree, corpus: ReferenceCorpus, m: Match) -> dict:
     if m.others:
         # The member is named inside its host's reference; the same code elsewhere (often the
         # original the host itself copied) is listed too, best first.
-        others = [_ref_location(corpus, o, with_notice=False) for o in m.others[:_MEMBER_OTHERS]]
+        others = [where(o, with_notice=False) for o in m.others[:_MEMBER_OTHERS]]
         out["other_locations"] = {"count": len(m.others), "locations": [
             {"name": o.name, "path": o.path, "start_line": o.start_line, "end_line": o.end_line, "symbol": o.symbol}
             for o in others]}

@@ -219,7 +219,8 @@ class Reference:
 
     def warm(self) -> None:
         """Compute what scans derive from the arrays (the hook server does it once for its children)."""
-        for name in ("repo_holders", "_files", "_signature_row", "signature_bytes", "levels", "artifacts", "band_table", "_rows"):
+        for name in ("repo_holders", "_files", "_signature_row", "signature_bytes", "levels", "artifacts", "band_table",
+                     "rank_columns"):
             getattr(self, name)
 
     def file_notice(self, path: str) -> FileNotice | None:
@@ -247,21 +248,10 @@ class Reference:
 
     def fragment(self, fid: int) -> tuple[str, int | None, Fragment]:
         """(path, cell, fragment) of fragment fid; token offsets index self.prints."""
-        unit, kind, start, end, tok_start, tok_end, parent = self._rows[fid]
+        unit, kind, start, end, tok_start, tok_end, parent = self.frags[fid].tolist()
         path, cell = self.meta["units"][unit][:2]
         return path, cell, Fragment(KINDS[kind], self.meta["symbols"][fid], start, end, tok_start, tok_end,
                                     None if parent < 0 else parent, 0)
-
-    def position(self, fid: int) -> tuple[str, int]:
-        """(path, start line) of fragment fid, without building the Fragment."""
-        row = self._rows[fid]
-        return self.meta["units"][row[_UNIT]][0], row[_START]
-
-    @cached_property
-    def _rows(self) -> list[list[int]]:
-        """self.frags as Python lists: matching reads rows one at a time (a numpy row and its
-        int() conversions cost ten times as much), and all of them take ~20 ms to convert."""
-        return self.frags.tolist()
 
     def copied_note(self, fid: int) -> tuple[int, str] | None:
         note = self.meta["notes"].get(str(fid))
@@ -293,11 +283,28 @@ class Reference:
         """For each fragment, the first fragment with the same abstract token sequence."""
         return self.arrays["groups"]
 
-    def members(self, rep: int) -> np.ndarray:
-        """The fragments identical to (in the group of) fragment rep, rep included."""
-        reps = self.arrays["member_reps"]
-        key = reps.dtype.type(rep)  # a scalar of the array's type: no cast of the whole array per call
-        return self.arrays["member_fids"][reps.searchsorted(key, "left"):reps.searchsorted(key, "right")]
+    def members(self, reps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The fragments identical to (in the group of) each of fragments reps, each rep included:
+        (their ids, group after group, and how many each group has)."""
+        member_reps = self.arrays["member_reps"]
+        keys = np.asarray(reps).astype(member_reps.dtype)
+        lo, hi = member_reps.searchsorted(keys, "left"), member_reps.searchsorted(keys, "right")
+        counts = hi - lo
+        # lo[g], lo[g] + 1, ..., hi[g] - 1 for each group g, end to end.
+        at = np.arange(int(counts.sum()), dtype=np.int64) + np.repeat(lo - (np.cumsum(counts) - counts), counts)
+        return self.arrays["member_fids"][at].astype(np.int64), counts
+
+    @cached_property
+    def rank_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per fragment, what orders equally similar copies (scanner.match): whether it has its own
+        Copied-from note, its path's rank among the reference's paths, its start line."""
+        noted = np.zeros(len(self.frags), dtype=bool)
+        notes = self.meta["notes"]
+        noted[[int(fid) for fid, note in notes.items() if note]] = True
+        paths = [unit[0] for unit in self.meta["units"]]
+        rank = {path: i for i, path in enumerate(sorted(set(paths)))}
+        unit_rank = np.asarray([rank[path] for path in paths], dtype=np.int64)
+        return noted, unit_rank[self.frags[:, _UNIT]], np.asarray(self.frags[:, _START])
 
     @cached_property
     def artifacts(self) -> Artifacts:

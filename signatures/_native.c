@@ -5,10 +5,11 @@
  *   nested_signatures(hashes32, owner, parent, a, b, out) -> None   (MinHasher.nested_signatures)
  *   shingle_hashes(tokens, k) -> bytearray of uint64 (one per window of k tokens)
  *   segment_unique(values, ends) -> (bytearray of uint64, bytearray of int64)   (shingles.segment_unique)
+ *   range_sets(tokens, starts, ends, k) -> (bytearray of uint64, bytearray of int64 sizes)   (shingles.RangeSets)
  *   band_query(keys, ids, qkeys, bands) -> (bytearray of int64 rows, of int64 ids)   (lsh.BandTable.query)
  *   agreement(ref, ref_rows, query, q_rows, width) -> bytearray of int16   (lsh.agreement)
  *   aligned_runs(s_seq, r_seq) -> list of (i, j, n)   (shingles.aligned_runs)
- *   intersection_sizes(a, others, sizes) -> bytearray of int64   (shingles.intersection_sizes)
+ *   intersection_sizes(a, flat, starts, sizes) -> bytearray of int64   (shingles.intersections_at)
  *
  * hashes32: uint32 buffer of shingle hashes; a, b: uint32 permutation parameters (num_perm each);
  * out: writable uint32 buffer of num_perm, filled with min over h of (a * fmix32(h) + b) mod 2^32.
@@ -119,6 +120,16 @@ static PyObject *signature(PyObject *self, PyObject *args) {
 }
 
 /* shingles.shingle_hashes: acc = acc * MULT + token over the window, then MurmurHash3's fmix64. */
+static inline uint64_t shingle_hash(const uint64_t *t, Py_ssize_t k) {
+    uint64_t acc = 0;
+    for (Py_ssize_t j = 0; j < k; j++) acc = acc * 0x9E3779B97F4A7C15ULL + t[j];
+    acc ^= acc >> 33;
+    acc *= 0xFF51AFD7ED558CCDULL;
+    acc ^= acc >> 33;
+    acc *= 0xC4CEB9FE1A85EC53ULL;
+    return acc ^ (acc >> 33);
+}
+
 static PyObject *shingle_hashes(PyObject *self, PyObject *args) {
     Py_buffer tok;
     Py_ssize_t k;
@@ -137,15 +148,7 @@ static PyObject *shingle_hashes(PyObject *self, PyObject *args) {
     }
     const uint64_t *t = tok.buf;
     uint64_t *o = (uint64_t *)PyByteArray_AS_STRING(out);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        uint64_t acc = 0;
-        for (Py_ssize_t j = 0; j < k; j++) acc = acc * 0x9E3779B97F4A7C15ULL + t[i + j];
-        acc ^= acc >> 33;
-        acc *= 0xFF51AFD7ED558CCDULL;
-        acc ^= acc >> 33;
-        acc *= 0xC4CEB9FE1A85EC53ULL;
-        o[i] = acc ^ (acc >> 33);
-    }
+    for (Py_ssize_t i = 0; i < n; i++) o[i] = shingle_hash(t + i, k);
     PyBuffer_Release(&tok);
     return out;
 }
@@ -216,6 +219,14 @@ static PyObject *shingle_hashes(PyObject *self, PyObject *args) {
 DEFINE_SORT(sort_u64, uint64_t, LESS_VALUE)
 DEFINE_SORT(sort_i32, int32_t, LESS_VALUE)
 
+/* v[lo:hi] sorted, then its distinct values moved to v[w:] (w <= lo); returns the new end of v[w:]. */
+static Py_ssize_t sort_unique(uint64_t *v, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t w) {
+    sort_u64(v + lo, hi - lo);
+    for (Py_ssize_t i = lo; i < hi; i++)
+        if (i == lo || v[i] != v[i - 1]) v[w++] = v[i];
+    return w;
+}
+
 /* shingles.segment_unique: each run of values (ends[i]: where run i ends) sorted, repeats dropped. */
 
 static PyObject *segment_unique(PyObject *self, PyObject *args) {
@@ -239,9 +250,7 @@ static PyObject *segment_unique(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t r = 0; r < runs; r++) {
         Py_ssize_t hi = e[r];
-        sort_u64(v + lo, hi - lo);
-        for (Py_ssize_t i = lo; i < hi; i++)
-            if (i == lo || v[i] != v[i - 1]) v[w++] = v[i];
+        w = sort_unique(v, lo, hi, w);
         oe[r] = w;
         lo = hi;
     }
@@ -253,6 +262,51 @@ done:
     Py_XDECREF(out_ends);
     PyBuffer_Release(&vals);
     PyBuffer_Release(&ends);
+    return result;
+}
+
+/* shingles.RangeSets: for each range tokens[starts[i]:ends[i]], its distinct shingle hashes, sorted;
+ * all of them end to end, and how many each range has. */
+static PyObject *range_sets(PyObject *self, PyObject *args) {
+    Py_buffer tok, sb, eb;
+    Py_ssize_t k;
+    if (!PyArg_ParseTuple(args, "y*y*y*n", &tok, &sb, &eb, &k)) return NULL;
+    PyObject *out_vals = NULL, *out_sizes = NULL, *result = NULL;
+    Py_ssize_t n_tok = tok.len / 8, ranges = sb.len / 8, total = 0;
+    const int64_t *starts = sb.buf, *ends = eb.buf;
+    int ok = k >= 1 && tok.len % 8 == 0 && sb.len % 8 == 0 && sb.len == eb.len;
+    for (Py_ssize_t r = 0; r < ranges && ok; r++) {
+        ok = starts[r] >= 0 && starts[r] <= ends[r] && ends[r] <= n_tok;
+        if (ok && ends[r] - starts[r] >= k) total += ends[r] - starts[r] - k + 1;
+    }
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "range_sets: uint64 tokens, int64 ranges inside them, k >= 1");
+        goto done;
+    }
+    out_vals = PyByteArray_FromStringAndSize(NULL, total * 8);
+    out_sizes = PyByteArray_FromStringAndSize(NULL, ranges * 8);
+    if (!out_vals || !out_sizes) goto done;
+    const uint64_t *t = tok.buf;
+    uint64_t *v = (uint64_t *)PyByteArray_AS_STRING(out_vals);
+    int64_t *sizes = (int64_t *)PyByteArray_AS_STRING(out_sizes);
+    Py_ssize_t w = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t r = 0; r < ranges; r++) {
+        Py_ssize_t lo = w, n = ends[r] - starts[r] - k + 1;
+        if (n < 0) n = 0;
+        for (Py_ssize_t i = 0; i < n; i++) v[lo + i] = shingle_hash(t + starts[r] + i, k);
+        w = sort_unique(v, lo, lo + n, w);
+        sizes[r] = w - lo;
+    }
+    Py_END_ALLOW_THREADS
+    if (PyByteArray_Resize(out_vals, w * 8) < 0) goto done;
+    result = PyTuple_Pack(2, out_vals, out_sizes);
+done:
+    Py_XDECREF(out_vals);
+    Py_XDECREF(out_sizes);
+    PyBuffer_Release(&tok);
+    PyBuffer_Release(&sb);
+    PyBuffer_Release(&eb);
     return result;
 }
 
@@ -491,8 +545,8 @@ done:
     return out;
 }
 
-/* shingles.intersection_sizes: |a & other| for each other, given a sorted and distinct and the
- * others end to end (each sorted and distinct): a merge of the two when they are of similar size,
+/* shingles.intersections_at: |a & flat[start:start + size]| for each (start, size), given a and each
+ * such slice sorted and distinct: a merge of the two when they are of similar size,
  * binary searches of the smaller in the larger otherwise. */
 static Py_ssize_t intersect(const uint64_t *a, Py_ssize_t na, const uint64_t *b, Py_ssize_t nb) {
     if (na > nb) {
@@ -531,29 +585,24 @@ static Py_ssize_t intersect(const uint64_t *a, Py_ssize_t na, const uint64_t *b,
 }
 
 static PyObject *intersection_sizes(PyObject *self, PyObject *args) {
-    Py_buffer ab, fb, sb;
-    if (!PyArg_ParseTuple(args, "y*y*y*", &ab, &fb, &sb)) return NULL;
+    Py_buffer ab, fb, tb, sb;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*", &ab, &fb, &tb, &sb)) return NULL;
     PyObject *out = NULL;
-    Py_ssize_t others = sb.len / 8, total = 0;
-    const int64_t *sizes = sb.buf;
-    int ok = ab.len % 8 == 0 && fb.len % 8 == 0 && sb.len % 8 == 0;
-    for (Py_ssize_t t = 0; t < others && ok; t++) {
-        ok = sizes[t] >= 0;
-        total += sizes[t];
-    }
-    if (!ok || total != fb.len / 8) {
-        PyErr_SetString(PyExc_ValueError, "intersection_sizes: uint64 a and others, int64 sizes summing to len(others)");
+    Py_ssize_t others = sb.len / 8, n_flat = fb.len / 8;
+    const int64_t *starts = tb.buf, *sizes = sb.buf;
+    int ok = ab.len % 8 == 0 && fb.len % 8 == 0 && sb.len % 8 == 0 && tb.len == sb.len;
+    for (Py_ssize_t t = 0; t < others && ok; t++)
+        ok = sizes[t] >= 0 && starts[t] >= 0 && starts[t] <= n_flat - sizes[t];
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "intersection_sizes: uint64 a and flat, int64 starts and sizes inside flat");
     } else if ((out = PyByteArray_FromStringAndSize(NULL, others * 8))) {
         int64_t *o = (int64_t *)PyByteArray_AS_STRING(out);
         const uint64_t *a = ab.buf, *flat = fb.buf;
-        Py_ssize_t at = 0;
-        for (Py_ssize_t t = 0; t < others; t++) {
-            o[t] = intersect(a, ab.len / 8, flat + at, sizes[t]);
-            at += sizes[t];
-        }
+        for (Py_ssize_t t = 0; t < others; t++) o[t] = intersect(a, ab.len / 8, flat + starts[t], sizes[t]);
     }
     PyBuffer_Release(&ab);
     PyBuffer_Release(&fb);
+    PyBuffer_Release(&tb);
     PyBuffer_Release(&sb);
     return out;
 }
@@ -563,10 +612,11 @@ static PyMethodDef methods[] = {
     {"nested_signatures", nested_signatures, METH_VARARGS, "One MinHash per row of nested fragments, into out."},
     {"shingle_hashes", shingle_hashes, METH_VARARGS, "Hash of every window of k uint64 token hashes."},
     {"segment_unique", segment_unique, METH_VARARGS, "Each run of uint64 values sorted, repeats dropped."},
+    {"range_sets", range_sets, METH_VARARGS, "Distinct shingle hashes of token ranges, sorted, end to end."},
     {"band_query", band_query, METH_VARARGS, "LSH candidates (query row, id) of a band table, sorted, unique."},
     {"agreement", agreement, METH_VARARGS, "Equal bytes of pairs of rows of two uint8 matrices."},
     {"aligned_runs", aligned_runs, METH_VARARGS, "Greedy monotone runs (i, j, n) of equal values of two sequences."},
-    {"intersection_sizes", intersection_sizes, METH_VARARGS, "Intersection size of a sorted set with each of others."},
+    {"intersection_sizes", intersection_sizes, METH_VARARGS, "Intersection size of a sorted set with each slice of flat."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "signatures._native", NULL, -1, methods};

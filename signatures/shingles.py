@@ -76,20 +76,71 @@ def aligned_runs(s_seq: np.ndarray, r_seq: np.ndarray) -> list[tuple[int, int, i
     return runs
 
 
-def intersection_sizes(a: np.ndarray, others: list[np.ndarray]) -> np.ndarray:
-    """int64: |a & other| for each of others (a and each other sorted arrays of distinct values)."""
-    n = len(others)
-    sizes = np.fromiter(map(len, others), dtype=np.int64, count=n)
+def intersections_at(a: np.ndarray, flat: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """int64: |a & flat[start:start + size]| for each (start, size); a and every such slice are
+    sorted arrays of distinct values."""
+    starts = np.ascontiguousarray(starts, dtype=np.int64)
+    sizes = np.ascontiguousarray(sizes, dtype=np.int64)
     if len(a) == 0 or not sizes.any():
-        return np.zeros(n, dtype=np.int64)
-    flat = np.concatenate(others)
+        return np.zeros(len(sizes), dtype=np.int64)
     if _compiled is not None:
         return np.frombuffer(_compiled.intersection_sizes(np.ascontiguousarray(a, dtype=np.uint64),
-                                                          np.ascontiguousarray(flat, dtype=np.uint64), sizes),
+                                                          np.ascontiguousarray(flat, dtype=np.uint64), starts, sizes),
                              dtype=np.int64)
-    at = a.searchsorted(flat)
+    owner = np.repeat(np.arange(len(sizes)), sizes)
+    values = flat[np.repeat(starts - np.cumsum(sizes) + sizes, sizes) + np.arange(int(sizes.sum()))]
+    at = a.searchsorted(values)
     at[at == len(a)] = 0
-    return np.bincount(np.repeat(np.arange(n), sizes), weights=a[at] == flat, minlength=n).astype(np.int64)
+    return np.bincount(owner, weights=a[at] == values, minlength=len(sizes)).astype(np.int64)
+
+
+class RangeSets:
+    """The distinct shingles (sorted) of token ranges of one token array, each computed once and
+    kept end to end: matching asks for the same reference fragments thousands of times, and one
+    flat array answers a batch of them in one call where a dict of small arrays took one each."""
+
+    _FIRST = 1 << 16
+
+    def __init__(self, tokens: np.ndarray, starts: np.ndarray, ends: np.ndarray, k: int) -> None:
+        self.tokens, self.starts, self.ends, self.k = tokens, starts, ends, k  # range i: tokens[starts[i]:ends[i]]
+        self.at = np.full(len(starts), -1, dtype=np.int64)  # where range i's set starts in flat (-1: not yet)
+        self.size = np.zeros(len(starts), dtype=np.int64)
+        self.flat = np.empty(0, dtype=np.uint64)
+        self.used = 0
+
+    def intersections(self, ids: np.ndarray, *queries: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(set sizes, then |query & set| for each query) of ranges ids."""
+        ids = np.asarray(ids, dtype=np.int64)
+        self._compute(ids[self.at[ids] < 0])
+        at, size = self.at[ids], self.size[ids]
+        return (size, *(intersections_at(q, self.flat, at, size) for q in queries))
+
+    def _compute(self, missing: np.ndarray) -> None:
+        if len(missing) == 0:
+            return
+        missing = sorted_unique(missing)
+        values, sizes = range_sets(self.tokens, self.starts[missing], self.ends[missing], self.k)
+        if self.used + len(values) > len(self.flat):
+            grown = np.empty(max(2 * len(self.flat), self.used + len(values), self._FIRST), dtype=np.uint64)
+            grown[:self.used] = self.flat[:self.used]
+            self.flat = grown
+        self.flat[self.used:self.used + len(values)] = values
+        self.at[missing] = self.used + np.cumsum(sizes) - sizes
+        self.size[missing] = sizes
+        self.used += len(values)
+
+
+def range_sets(tokens: np.ndarray, starts: np.ndarray, ends: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct shingles of each token range tokens[starts[i]:ends[i]], sorted, end to end, and
+    how many each range has."""
+    starts = np.ascontiguousarray(starts, dtype=np.int64)
+    ends = np.ascontiguousarray(ends, dtype=np.int64)
+    if _compiled is not None:
+        values, sizes = _compiled.range_sets(np.ascontiguousarray(tokens, dtype=np.uint64), starts, ends, k)
+        return np.frombuffer(values, dtype=np.uint64), np.frombuffer(sizes, dtype=np.int64)
+    runs = [sorted_unique(shingle_hashes(tokens[lo:hi], k)) for lo, hi in zip(starts.tolist(), ends.tolist())]
+    return (np.concatenate(runs) if runs else np.empty(0, dtype=np.uint64)), \
+        np.fromiter(map(len, runs), dtype=np.int64, count=len(runs))
 
 
 def segment_unique(values: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -403,4 +403,4 @@ def test_verification_goes_past_a_batch_that_the_exact_check_rejects(tmp_path, m
     locs = [(0, np.array([decoy << 16 | 120, copy << 16 | 40], dtype=np.int64))]
     monkeypatch.setattr(M, "VERIFY_GROUPS", 1)
     verified = M._verify_candidates(corpus, sets, locs)
-    assert [(loc.frag, sim) for sim, _, loc in verified] == [(copy, 1.0)]
+    assert list(zip(verified.fid.tolist(), verified.sim.tolist())) == [(copy, 1.0)]

@@ -199,6 +199,43 @@ def test_segment_unique_is_numpy(nativec):
         nativec.segment_unique(np.zeros(3, dtype=np.uint64), np.array([2, 1], dtype=np.int64))
 
 
+def test_range_sets_are_numpy(nativec):
+    rng = np.random.default_rng(8)
+    tokens = rng.integers(0, 12, 3000).astype(np.uint64)  # a small alphabet: shingles repeat
+    for ranges in (0, 1, 7, 400):
+        starts = rng.integers(0, 3000, ranges)
+        ends = np.minimum(starts + rng.integers(0, 90, ranges), 3000)
+        ends[::5] = starts[::5] + rng.integers(0, 5, len(ends[::5]))  # ranges shorter than a shingle
+        ends = np.minimum(ends, 3000)
+        for k in (1, 5):
+            values, sizes = shingles.range_sets(tokens, starts, ends, k)
+            numpy_values = python_twin(shingles, shingles.range_sets, tokens, starts, ends, k)
+            assert np.array_equal(values, numpy_values[0]) and np.array_equal(sizes, numpy_values[1]), (ranges, k)
+            at = np.cumsum(sizes) - sizes
+            for i, (lo, hi) in enumerate(zip(starts.tolist(), ends.tolist())):
+                expect = np.unique(shingles.shingle_hashes(tokens[lo:hi], k))
+                assert np.array_equal(values[at[i]:at[i] + sizes[i]], expect)
+    with pytest.raises(ValueError):
+        nativec.range_sets(tokens, np.array([5], dtype=np.int64), np.array([3001], dtype=np.int64), 5)
+
+
+def test_cached_range_sets_answer_like_fresh_ones():
+    """RangeSets keeps each range's set once, in any order of asking, across its buffer's growth."""
+    rng = np.random.default_rng(10)
+    tokens = rng.integers(0, 50, 20000).astype(np.uint64)
+    starts = rng.integers(0, 19000, 500)
+    ends = starts + rng.integers(0, 1000, 500)
+    sets = shingles.RangeSets(tokens, starts, ends, 5)
+    sets._FIRST = 64  # grow many times
+    for _ in range(30):
+        ids = rng.integers(0, 500, int(rng.integers(0, 40)))
+        query = np.unique(shingles.shingle_hashes(tokens[rng.integers(0, 19000):][:800], 5))
+        sizes, inter = sets.intersections(ids, query)
+        fresh = [np.unique(shingles.shingle_hashes(tokens[starts[i]:ends[i]], 5)) for i in ids.tolist()]
+        assert sizes.tolist() == [len(f) for f in fresh]
+        assert inter.tolist() == [len(np.intersect1d(f, query)) for f in fresh]
+
+
 def test_band_query_and_agreement_are_numpy(nativec):
     from signatures import lsh
 
@@ -234,9 +271,18 @@ def test_aligned_runs_intersections_and_sorted_unique_are_python(nativec):
         a = np.unique(rng.integers(0, 300, int(rng.integers(0, 150))).astype(np.uint64))
         others = [np.unique(rng.integers(0, 300, int(rng.integers(0, m))).astype(np.uint64))
                   for m in rng.integers(1, 400, int(rng.integers(0, 12)))]
-        compiled = shingles.intersection_sizes(a, others)
+        # The others end to end in shuffled order, between unused values.
+        flat, starts = [], []
+        for i in rng.permutation(len(others)).tolist():
+            flat.append(rng.integers(0, 300, int(rng.integers(0, 5))).astype(np.uint64))
+            starts.append((i, sum(map(len, flat))))
+            flat.append(others[i])
+        flat = np.concatenate(flat) if flat else np.empty(0, dtype=np.uint64)
+        at = np.asarray([start for _, start in sorted(starts)], dtype=np.int64)
+        sizes = np.asarray([len(o) for o in others], dtype=np.int64)
+        compiled = shingles.intersections_at(a, flat, at, sizes)
         assert compiled.dtype == np.int64
-        assert np.array_equal(compiled, python_twin(shingles, shingles.intersection_sizes, a, others))
+        assert np.array_equal(compiled, python_twin(shingles, shingles.intersections_at, a, flat, at, sizes))
         assert compiled.tolist() == [len(np.intersect1d(a, o)) for o in others]
         values = rng.integers(0, alphabet, int(rng.integers(0, 50))).astype(np.uint64)
         assert np.array_equal(shingles.sorted_unique(values), np.unique(values))

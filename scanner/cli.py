@@ -7,6 +7,8 @@ input error, reported as one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import os
 import re
 import sys
@@ -177,6 +179,21 @@ def _status_callback():
     return update, progress
 
 
+@contextlib.contextmanager
+def _rare_collections():
+    """A scan makes hundreds of thousands of objects that live until it ends, and few cycles: the
+    cyclic collector, at its default thresholds, walks them again and again for little (about 7 %
+    of a large scan's time). Collect rarely while it runs."""
+    saved = gc.get_threshold()
+    gc.freeze()  # what exists before (modules, the loaded index) is never walked
+    gc.set_threshold(100_000, 50, 1000)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*saved)
+        gc.unfreeze()
+
+
 def _run_scan(args, cfg, only: set[str] | None = None):
     from scanner.pipeline import scan
 
@@ -184,7 +201,8 @@ def _run_scan(args, cfg, only: set[str] | None = None):
     references = [parse_reference(r) for r in (args.reference or cfg.references)]
     update, status = _status_callback()
     try:
-        return scan(args.source, references, options, update, only=only)
+        with _rare_collections():
+            return scan(args.source, references, options, update, only=only)
     finally:
         if status is not None:
             status.stop()

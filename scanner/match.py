@@ -17,6 +17,7 @@ from scanner.configs import is_config
 from scanner.fingerprint import Params, UnitPrints, abstract_sequence, abstract_set, concrete_set
 from scanner.parse import Fragment, ParsedUnit
 from scanner.reference import KINDS, LEVELS, Reference
+from scanner.report import OTHER_LOCATIONS
 from signatures.lsh import agreement, band_keys, band_params
 from signatures.shingles import RangeSets, aligned_runs, sorted_unique
 
@@ -62,8 +63,13 @@ class Match:
     similarity_concrete: float
     clone_type: str  # exact | renamed | modified
     blocks: list[Block] = field(default_factory=list)
-    others: list[RefLoc] = field(default_factory=list)  # other reference locations holding the same code
+    # Other reference locations holding the same code, best first: the first OTHER_LOCATIONS (all a
+    # report lists; a fragment of transformers may have hundreds), and how many there are in all.
+    others: list[RefLoc] = field(default_factory=list)
+    other_count: int = 0
     members: list["Match"] = field(default_factory=list)  # nested matches folded into this one
+    # While matching: every reference location it verified against, best first (positions, fragment ids).
+    found: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -328,14 +334,15 @@ def _match_unit(ui: int) -> list[Match]:
         if verified is None:
             continue
         order = _ranked(verified, corpus)
-        locs = list(map(RefLoc._make, zip(verified.pos[order].tolist(), verified.fid[order].tolist())))
-        best, sim, csim = locs[0], float(verified.sim[order[0]]), float(verified.csim[order[0]])
+        found = verified.pos[order], verified.fid[order]
+        best = RefLoc(int(found[0][0]), int(found[1][0]))
+        sim, csim = float(verified.sim[order[0]]), float(verified.csim[order[0]])
         _, _, r_frag = corpus.fragment(best)
         r_pr = corpus.refs[best.ref].prints
         kind = clone_type(pr, frag, r_pr, r_frag)
         if kind != "modified":
             sim = 1.0
-        matched[fi] = Match(ui, fi, best, sim, csim, kind, align(pr, frag, r_pr, r_frag, p.k), locs[1:])
+        matched[fi] = Match(ui, fi, best, sim, csim, kind, align(pr, frag, r_pr, r_frag, p.k), found=found)
     return _fold(unit, matched, corpus)
 
 
@@ -469,13 +476,16 @@ def _jaccard_sizes(n: int, sizes: np.ndarray, inter: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros(len(union)), where=union > 0)
 
 
-def _within(inner: RefLoc, outer: RefLoc, corpus: ReferenceCorpus) -> bool:
-    if inner.ref != outer.ref:
-        return False
-    ref = corpus.refs[inner.ref]
-    a, b = ref.frags[inner.frag], ref.frags[outer.frag]
-    # Same unit, and inner's token range inside outer's.
-    return a[0] == b[0] and b[4] <= a[4] and a[5] <= b[5]
+def _first_within(found: tuple[np.ndarray, np.ndarray], outer: RefLoc, corpus: ReferenceCorpus) -> int | None:
+    """Index of the first of the locations found inside reference fragment outer (same unit, token
+    range within outer's), or None."""
+    pos, fid = found
+    frags = corpus.refs[outer.ref].frags
+    o = frags[outer.frag]
+    at = np.flatnonzero(pos == outer.ref)
+    rows = frags[fid[at]]
+    inside = at[(rows[:, 0] == o[0]) & (rows[:, 4] >= o[4]) & (rows[:, 5] <= o[5])]
+    return int(inside[0]) if len(inside) else None
 
 
 def _fold(unit: ParsedUnit, matched: dict[int, Match], corpus: ReferenceCorpus) -> list[Match]:
@@ -487,7 +497,7 @@ def _fold(unit: ParsedUnit, matched: dict[int, Match], corpus: ReferenceCorpus) 
     that file" says less than "this class is that class".
     """
     tops: list[Match] = []
-    placed: dict[int, RefLoc] = {}  # member -> where it sits inside its host's reference fragment
+    placed: dict[int, int] = {}  # member -> which of its found locations sits inside its host's reference fragment
     for fi in sorted(matched):  # parents come before their children
         m = matched[fi]
         host = None
@@ -495,26 +505,32 @@ def _fold(unit: ParsedUnit, matched: dict[int, Match], corpus: ReferenceCorpus) 
         while parent is not None and host is None:
             if parent in matched:
                 anc = matched[parent]
-                inside = [loc for loc in [m.ref, *m.others] if _within(loc, anc.ref, corpus)]
-                if inside:
-                    host = (anc, inside[0])
+                at = _first_within(m.found, anc.ref, corpus)
+                if at is not None:
+                    host = (anc, at)
             parent = unit.fragments[parent].parent
         if host is None:
             tops.append(m)
             continue
-        anc, loc = host
+        anc, at = host
         anc.members.append(m)
-        placed[id(m)] = loc
+        placed[id(m)] = at
     out: list[Match] = []
     for m in tops:
         while unit.fragments[m.frag].kind in ("module", "cell") and len(m.members) == 1:
             m = m.members[0]
         for member in descendants(m):
-            loc = placed[id(member)]
-            if loc != member.ref:  # the same code is in many places: name the one inside the host's source
-                member.others = [member.ref, *[o for o in member.others if o != loc]]
-                member.ref = loc
+            at = placed[id(member)]
+            if at:  # the same code is in many places: name the one inside the host's source, the best one first among the others
+                pos, fid = member.found
+                order = np.r_[at, 0, 1:at, at + 1:len(pos)]
+                member.found = pos[order], fid[order]
+                member.ref = RefLoc(int(pos[at]), int(fid[at]))
         out.append(m)
+    for m in matched.values():
+        pos, fid = m.found
+        m.others = list(map(RefLoc._make, zip(pos[1:OTHER_LOCATIONS + 1].tolist(), fid[1:OTHER_LOCATIONS + 1].tolist())))
+        m.other_count, m.found = len(pos) - 1, None
     return out
 
 

@@ -37,7 +37,7 @@ from scanner.artifacts import Artifacts
 from scanner.artifacts import collect as collect_artifacts
 from scanner.artifacts import compare as compare_artifacts
 from scanner.configs import is_config
-from scanner.report import OTHER_LOCATIONS, Finding, Location, Report
+from scanner.report import Finding, Location, Report
 from scanner.walk import DEFAULT_MAX_FILE_SIZE, walk_tree
 from signatures.store import FORMAT, EmbeddedStore, IndexStoreError, RedisStore, open_store
 
@@ -477,8 +477,8 @@ def _copy_findings(scanned: Tree, corpus: ReferenceCorpus, matches: list[Match])
             message=_copy_message(frag, m, refloc, attribution),
             matched_lines=[b.to_dict() for b in m.blocks],
             members=[_member(scanned, where, x) for x in descendants(m)],
-            other_locations=[where(o, with_notice=False) for o in m.others[:OTHER_LOCATIONS]],
-            other_count=len(m.others),
+            other_locations=[where(o, with_notice=False) for o in m.others],
+            other_count=m.other_count,
         ))
     return findings
 
@@ -490,11 +490,11 @@ def _member(scanned: Tree, where, m: Match) -> dict:
            "clone_type": m.clone_type, "similarity": round(m.similarity, 4),
            "reference": {"name": loc.name, "path": loc.path, "start_line": loc.start_line,
                          "end_line": loc.end_line, "symbol": loc.symbol}}
-    if m.others:
+    if m.other_count:
         # The member is named inside its host's reference; the same code elsewhere (often the
         # original the host itself copied) is listed too, best first.
         others = [where(o, with_notice=False) for o in m.others[:_MEMBER_OTHERS]]
-        out["other_locations"] = {"count": len(m.others), "locations": [
+        out["other_locations"] = {"count": m.other_count, "locations": [
             {"name": o.name, "path": o.path, "start_line": o.start_line, "end_line": o.end_line, "symbol": o.symbol}
             for o in others]}
     return out

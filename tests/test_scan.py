@@ -404,3 +404,31 @@ def test_verification_goes_past_a_batch_that_the_exact_check_rejects(tmp_path, m
     monkeypatch.setattr(M, "VERIFY_GROUPS", 1)
     verified = M._verify_candidates(corpus, sets, locs)
     assert list(zip(verified.fid.tolist(), verified.sim.tolist())) == [(copy, 1.0)]
+
+
+def test_a_member_is_named_inside_its_hosts_reference_and_its_best_copy_listed_first(tmp_path):
+    helper = REF_ATTENTION.split("class OrbitAttention")[1].split("def load_balancing_loss")[0]
+    holder = "import torch\nimport torch.nn as nn\n\n\nclass Holder" + helper.rstrip() + "\n\n" + _as_method(LOSS_BODY)
+    # The same method, in a file that sorts first: the member's best copy on its own.
+    loose = "import torch\n\n\nclass Other:\n    def size(self):\n        return 3\n\n" + _as_method(LOSS_BODY)
+    ref = write_tree(tmp_path / "zoo", {"a/loose.py": loose, "zoo/holder.py": holder})
+    _, rep = scan_json(tmp_path, write_tree(tmp_path / "s", {"mine.py": holder}), ref)
+    (f,) = [f for f in rep["findings"] if f["kind"].endswith("-copy")]
+    assert (f["symbol"], f["reference"]["path"]) == ("Holder", "zoo/holder.py")
+    member = next(m for m in f["members"] if m["symbol"] == "Holder.load_balancing_loss")
+    assert (member["reference"]["path"], member["reference"]["symbol"]) == ("zoo/holder.py", "Holder.load_balancing_loss")
+    assert member["other_locations"]["count"] == 1
+    assert [(o["path"], o["symbol"]) for o in member["other_locations"]["locations"]] == \
+        [("a/loose.py", "Other.load_balancing_loss")]
+
+
+def test_other_locations_list_the_first_few_and_count_them_all(tmp_path):
+    from scanner.report import OTHER_LOCATIONS
+
+    copies = OTHER_LOCATIONS + 5
+    ref = write_tree(tmp_path / "many", {f"m{i:02d}/loss.py": LOSS_BODY for i in range(copies + 1)})
+    _, rep = scan_json(tmp_path, write_tree(tmp_path / "s", {"mine.py": LOSS_BODY}), ref)
+    f = by_symbol(rep)["load_balancing_loss"]
+    assert f["reference"]["path"] == "m00/loss.py"
+    assert f["other_locations"]["count"] == copies
+    assert [o["path"] for o in f["other_locations"]["locations"]] == [f"m{i:02d}/loss.py" for i in range(1, OTHER_LOCATIONS + 1)]

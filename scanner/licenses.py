@@ -682,6 +682,7 @@ def analyse(text: str, *, head_lines: int | None = 200) -> LicenseInfo:
     return LicenseInfo(_detect(lines), _copyrights(lines))
 
 
+@lru_cache(maxsize=8192)
 def _holder_key(holder: str) -> str:
     h = holder.casefold().replace("&", " and ")
     h = _RESERVED_RE.sub("", h)

@@ -14,12 +14,13 @@ from typing import NamedTuple
 import numpy as np
 
 from scanner.configs import is_config
-from scanner.fingerprint import Params, UnitPrints, abstract_sequence, abstract_set, concrete_set
+from scanner.fingerprint import Params, UnitPrints, abstract_sequence
 from scanner.parse import Fragment, ParsedUnit
 from scanner.reference import KINDS, LEVELS, Reference
 from scanner.report import OTHER_LOCATIONS
+from signatures import compiled
 from signatures.lsh import agreement, band_keys, band_params
-from signatures.shingles import RangeSets, aligned_runs, sorted_unique
+from signatures.shingles import RangeSets, aligned_runs, range_sets, sorted_unique
 
 # Candidate groups verified exactly at a time per scanned fragment, the best estimates first, until
 # one verifies. Most code has a handful; in transformers a fragment may have 100+ near-copies, and
@@ -30,6 +31,7 @@ VERIFY_GROUPS = 32
 # never belongs to a pair that exact verification would keep: such candidates are dropped early.
 _ESTIMATE_MARGIN = 0.2
 _LEVEL = dict(zip(KINDS, LEVELS))
+_compiled = compiled()  # _verify_groups' compiled twin (signatures/_native.c), or None
 
 
 class RefLoc(NamedTuple):
@@ -154,21 +156,34 @@ class ReferenceCorpus:
         return sets
 
     def shingle_sets(self, prints: UnitPrints, frag: Fragment) -> ShingleSets:
+        return self.unit_shingle_sets(prints, [frag])[0]
+
+    def unit_shingle_sets(self, prints: UnitPrints, frags: list[Fragment]) -> list[ShingleSets]:
+        """The shingle sets of fragments of one unit, computed together."""
         k = self.params.k
-        abstract = abstract_set(prints, frag.tok_start, frag.tok_end, k)
-        return ShingleSets(abstract, self.informative(abstract), concrete_set(prints, frag.tok_start, frag.tok_end, k))
+        starts = np.fromiter((f.tok_start for f in frags), dtype=np.int64, count=len(frags))
+        ends = np.fromiter((f.tok_end for f in frags), dtype=np.int64, count=len(frags))
+        abstract, a_sizes = range_sets(prints.abs_tok, starts, ends, k)
+        concrete, c_sizes = range_sets(prints.con_tok, starts, ends, k)
+        keep = self._not_common(abstract)
+        a_ends, c_ends = np.cumsum(a_sizes).tolist(), np.cumsum(c_sizes).tolist()
+        return [ShingleSets(abstract[a_lo:a_hi], abstract[a_lo:a_hi][keep[a_lo:a_hi]], concrete[c_lo:c_hi])
+                for a_lo, a_hi, c_lo, c_hi in zip([0, *a_ends[:-1]], a_ends, [0, *c_ends[:-1]], c_ends)]
 
     def copied_note(self, loc: RefLoc) -> tuple[int, str] | None:
         """The reference fragment's own "Copied from ..." comment, if any."""
         return self.refs[loc.ref].copied_note(loc.frag)
 
     def informative(self, shingles: np.ndarray) -> np.ndarray:
+        return shingles[self._not_common(shingles)]
+
+    def _not_common(self, shingles: np.ndarray) -> np.ndarray:
         common = self.common  # sorted
         if len(common) == 0 or len(shingles) == 0:
-            return shingles
+            return np.ones(len(shingles), dtype=bool)
         at = common.searchsorted(shingles)
         at[at == len(common)] = 0
-        return shingles[common[at] != shingles]
+        return common[at] != shingles
 
 
 def _common_shingles(references: list[Reference], params: Params) -> np.ndarray:
@@ -266,9 +281,11 @@ def _ranked(v: "Verified", corpus: ReferenceCorpus) -> np.ndarray:
         fids = v.fid[sel]
         ref_noted, ref_path_rank, ref_start = corpus.refs[ref_pos].rank_columns
         noted[sel], path_rank[sel], start[sel] = ref_noted[fids], ref_path_rank[fids], ref_start[fids]
-    # Rounded as Python rounds: equal to 6 decimals is equally similar.
-    sim = np.asarray([-round(x, 6) for x in v.sim.tolist()])
-    csim = np.asarray([-round(x, 6) for x in v.csim.tolist()])
+    # Rounded as Python rounds: equal to 6 decimals is equally similar. (Copies share a few values.)
+    sim, csim = v.sim.tolist(), v.csim.tolist()
+    rounded = {x: -round(x, 6) for x in {*sim, *csim}}
+    sim = np.fromiter(map(rounded.__getitem__, sim), dtype=np.float64, count=len(sim))
+    csim = np.fromiter(map(rounded.__getitem__, csim), dtype=np.float64, count=len(csim))
     return np.lexsort((start, path_rank, v.pos, noted, csim, sim))
 
 
@@ -327,9 +344,11 @@ def _match_unit(ui: int) -> list[Match]:
     unit, pr = units[ui], prints[ui]
     config = is_config(unit.path)
     matched: dict[int, Match] = {}
-    for fi, row in per_unit[ui]:
+    todo = per_unit[ui]
+    sets = corpus.unit_shingle_sets(pr, [unit.fragments[fi] for fi, _ in todo])
+    for (fi, row), s_sets in zip(todo, sets):
         frag = unit.fragments[fi]
-        verified = _verify_candidates(corpus, corpus.shingle_sets(pr, frag), candidates[row],
+        verified = _verify_candidates(corpus, s_sets, candidates[row],
                                       lambda: _inside_ancestor(unit, fi, matched, corpus), config)
         if verified is None:
             continue
@@ -417,6 +436,19 @@ def _verify_candidates(corpus: ReferenceCorpus, s_sets: ShingleSets, locs: list[
 def _verify_groups(corpus: ReferenceCorpus, s_sets: ShingleSets, pos: np.ndarray, reps: np.ndarray,
                    config: bool) -> Verified | None:
     p = corpus.params
+    ref_pos = int(pos[0]) if len(pos) else 0
+    abstract, concrete = corpus.range_sets(ref_pos, "abstract"), corpus.range_sets(ref_pos, "concrete")
+    if _compiled is not None and abstract.native is not None and (pos == ref_pos).all():
+        # The compiled twin, for the usual batch: candidates of one reference.
+        ref = corpus.refs[ref_pos]
+        out = _compiled.verify_groups(
+            abstract.native, concrete.native, ref.member_reps, ref.member_fids, np.ascontiguousarray(reps, dtype=np.int64),
+            s_sets.abstract, s_sets.informative, s_sets.concrete, p.min_similarity, p.min_shared,
+            p.boilerplate_min_concrete, config)
+        if out is None:
+            return None
+        fid = np.frombuffer(out[2], dtype=np.int64)
+        return Verified(np.frombuffer(out[0]), np.frombuffer(out[1]), np.full(len(fid), ref_pos, dtype=np.int64), fid)
     sims = np.zeros(len(reps))
     shared = np.zeros(len(reps), dtype=np.int64)
     for ref_pos, sel in _by_reference(pos):

@@ -220,7 +220,7 @@ class Reference:
     def warm(self) -> None:
         """Compute what scans derive from the arrays (the hook server does it once for its children)."""
         for name in ("repo_holders", "_files", "_signature_row", "signature_bytes", "levels", "artifacts", "band_table",
-                     "rank_columns"):
+                     "rank_columns", "member_reps", "member_fids"):
             getattr(self, name)
 
     def file_notice(self, path: str) -> FileNotice | None:
@@ -283,16 +283,26 @@ class Reference:
         """For each fragment, the first fragment with the same abstract token sequence."""
         return self.arrays["groups"]
 
+    @cached_property
+    def member_reps(self) -> np.ndarray:
+        """For each fragment id in member_fids order, its group's representative (sorted): int32."""
+        return np.ascontiguousarray(self.arrays["member_reps"], dtype=np.int32)
+
+    @cached_property
+    def member_fids(self) -> np.ndarray:
+        """Fragment ids ordered by group (int32): the members of a group are consecutive."""
+        return np.ascontiguousarray(self.arrays["member_fids"], dtype=np.int32)
+
     def members(self, reps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The fragments identical to (in the group of) each of fragments reps, each rep included:
         (their ids, group after group, and how many each group has)."""
-        member_reps = self.arrays["member_reps"]
+        member_reps = self.member_reps
         keys = np.asarray(reps).astype(member_reps.dtype)
         lo, hi = member_reps.searchsorted(keys, "left"), member_reps.searchsorted(keys, "right")
         counts = hi - lo
         # lo[g], lo[g] + 1, ..., hi[g] - 1 for each group g, end to end.
         at = np.arange(int(counts.sum()), dtype=np.int64) + np.repeat(lo - (np.cumsum(counts) - counts), counts)
-        return self.arrays["member_fids"][at].astype(np.int64), counts
+        return self.member_fids[at].astype(np.int64), counts
 
     @cached_property
     def rank_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -19,6 +19,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 static inline uint32_t fmix32(uint32_t h) {
     h ^= h >> 16;
@@ -219,9 +221,55 @@ static PyObject *shingle_hashes(PyObject *self, PyObject *args) {
 DEFINE_SORT(sort_u64, uint64_t, LESS_VALUE)
 DEFINE_SORT(sort_i32, int32_t, LESS_VALUE)
 
+static void insertion_sort_u64(uint64_t *v, Py_ssize_t n) {
+    for (Py_ssize_t i = 1; i < n; i++) {
+        uint64_t x = v[i];
+        Py_ssize_t j = i;
+        for (; j > 0 && v[j - 1] > x; j--) v[j] = v[j - 1];
+        v[j] = x;
+    }
+}
+
+/* Sorts shingle hashes: uniformly spread values, so a pass that buckets them by their top bits
+ * (about two per bucket) leaves buckets that insertion sort finishes; about twice as fast as the
+ * introsort on fragments' few hundred values. A crowded bucket (repeats of one shingle are common)
+ * is finished by the introsort, so no input is worse than n log n. */
+static void sort_hashes(uint64_t *v, Py_ssize_t n) {
+    if (n <= 32) {
+        insertion_sort_u64(v, n);
+        return;
+    }
+    int bits = 1;
+    while (bits < 16 && ((Py_ssize_t)1 << bits) < n / 2) bits++;
+    Py_ssize_t buckets = (Py_ssize_t)1 << bits;
+    uint64_t stack_tmp[1024];
+    Py_ssize_t stack_ends[513];
+    uint64_t *tmp = n <= 1024 ? stack_tmp : malloc(n * sizeof(uint64_t));
+    Py_ssize_t *ends = buckets <= 512 ? stack_ends : calloc(buckets + 1, sizeof(Py_ssize_t));
+    if (!tmp || !ends) {
+        if (tmp != stack_tmp) free(tmp);
+        if (ends != stack_ends) free(ends);
+        sort_u64(v, n);
+        return;
+    }
+    if (ends == stack_ends) memset(ends, 0, (buckets + 1) * sizeof(Py_ssize_t));
+    int shift = 64 - bits;
+    for (Py_ssize_t i = 0; i < n; i++) ends[(v[i] >> shift) + 1]++;
+    for (Py_ssize_t b = 1; b <= buckets; b++) ends[b] += ends[b - 1];
+    for (Py_ssize_t i = 0; i < n; i++) tmp[ends[v[i] >> shift]++] = v[i]; /* ends[b]: where bucket b ends */
+    memcpy(v, tmp, n * sizeof(uint64_t));
+    for (Py_ssize_t b = 0, start = 0; b < buckets; start = ends[b++]) {
+        Py_ssize_t size = ends[b] - start;
+        if (size > 64) sort_u64(v + start, size);
+        else insertion_sort_u64(v + start, size);
+    }
+    if (tmp != stack_tmp) free(tmp);
+    if (ends != stack_ends) free(ends);
+}
+
 /* v[lo:hi] sorted, then its distinct values moved to v[w:] (w <= lo); returns the new end of v[w:]. */
 static Py_ssize_t sort_unique(uint64_t *v, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t w) {
-    sort_u64(v + lo, hi - lo);
+    sort_hashes(v + lo, hi - lo);
     for (Py_ssize_t i = lo; i < hi; i++)
         if (i == lo || v[i] != v[i - 1]) v[w++] = v[i];
     return w;
@@ -607,6 +655,307 @@ static PyObject *intersection_sizes(PyObject *self, PyObject *args) {
     return out;
 }
 
+/* shingles.RangeSets, compiled: the distinct shingles (sorted) of token ranges of one token array,
+ * each computed on first use into one growing arena. */
+typedef struct {
+    PyObject_HEAD
+    Py_buffer tokens;
+    int64_t *starts, *ends, *at, *size; /* per range; at[i] < 0: not computed yet */
+    Py_ssize_t ranges, k;
+    uint64_t *arena;
+    Py_ssize_t cap, used;
+} SetCache;
+
+static void SetCache_dealloc(SetCache *c) {
+    if (c->tokens.obj) PyBuffer_Release(&c->tokens);
+    PyMem_Free(c->starts);
+    PyMem_Free(c->ends);
+    PyMem_Free(c->at);
+    PyMem_Free(c->size);
+    PyMem_Free(c->arena);
+    Py_TYPE(c)->tp_free((PyObject *)c);
+}
+
+static int SetCache_init(SetCache *c, PyObject *args, PyObject *kwds) {
+    Py_buffer sb, eb;
+    Py_ssize_t k;
+    if (c->tokens.obj) {
+        PyErr_SetString(PyExc_TypeError, "RangeSets is initialised once");
+        return -1;
+    }
+    if (!PyArg_ParseTuple(args, "y*y*y*n", &c->tokens, &sb, &eb, &k)) return -1;
+    Py_ssize_t n_tok = c->tokens.len / 8, ranges = sb.len / 8;
+    const int64_t *s = sb.buf, *e = eb.buf;
+    int ok = k >= 1 && c->tokens.len % 8 == 0 && sb.len % 8 == 0 && sb.len == eb.len;
+    for (Py_ssize_t r = 0; r < ranges && ok; r++) ok = s[r] >= 0 && s[r] <= e[r] && e[r] <= n_tok;
+    if (ok) {
+        c->starts = PyMem_Malloc(sb.len + 8);
+        c->ends = PyMem_Malloc(sb.len + 8);
+        c->at = PyMem_Malloc(sb.len + 8);
+        c->size = PyMem_Calloc(ranges + 1, 8);
+    }
+    if (ok && c->starts && c->ends && c->at && c->size) {
+        memcpy(c->starts, s, sb.len);
+        memcpy(c->ends, e, sb.len);
+        for (Py_ssize_t r = 0; r < ranges; r++) c->at[r] = -1;
+        c->ranges = ranges;
+        c->k = k;
+    }
+    PyBuffer_Release(&sb);
+    PyBuffer_Release(&eb);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "RangeSets: uint64 tokens, int64 ranges inside them, k >= 1");
+        return -1;
+    }
+    if (!c->starts || !c->ends || !c->at || !c->size) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+/* Range r's set, computed if needed; NULL (MemoryError set) when the arena cannot grow. */
+static const uint64_t *set_of(SetCache *c, Py_ssize_t r) {
+    if (c->at[r] < 0) {
+        Py_ssize_t n = c->ends[r] - c->starts[r] - c->k + 1;
+        if (n < 0) n = 0;
+        if (!c->arena || c->used + n > c->cap) { /* allocated on first use, even for an empty set */
+            Py_ssize_t cap = c->cap ? 2 * c->cap : (Py_ssize_t)1 << 16;
+            while (cap < c->used + n) cap *= 2;
+            uint64_t *grown = PyMem_Realloc(c->arena, cap * sizeof(uint64_t));
+            if (!grown) {
+                PyErr_NoMemory();
+                return NULL;
+            }
+            c->arena = grown;
+            c->cap = cap;
+        }
+        const uint64_t *t = (const uint64_t *)c->tokens.buf + c->starts[r];
+        uint64_t *v = c->arena + c->used;
+        for (Py_ssize_t i = 0; i < n; i++) v[i] = shingle_hash(t + i, c->k);
+        Py_ssize_t w = sort_unique(c->arena, c->used, c->used + n, c->used);
+        c->at[r] = c->used;
+        c->size[r] = w - c->used;
+        c->used = w;
+    }
+    return c->arena + c->at[r];
+}
+
+static int check_ids(SetCache *c, const int64_t *ids, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= c->ranges) {
+            PyErr_SetString(PyExc_IndexError, "RangeSets: range id out of bounds");
+            return -1;
+        }
+    return 0;
+}
+
+/* intersections(ids, *queries) -> (sizes, then |query & set| for each query), int64 arrays as bytes */
+static PyObject *SetCache_intersections(SetCache *c, PyObject *args) {
+    Py_ssize_t nq = PyTuple_GET_SIZE(args) - 1;
+    if (nq < 0) {
+        PyErr_SetString(PyExc_TypeError, "intersections(ids, *queries)");
+        return NULL;
+    }
+    Py_buffer idb, *qb = PyMem_Calloc(nq + 1, sizeof(Py_buffer));
+    PyObject *result = NULL, **outs = PyMem_Calloc(nq + 1, sizeof(PyObject *));
+    Py_ssize_t got = 0;
+    if (!qb || !outs) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (PyObject_GetBuffer(PyTuple_GET_ITEM(args, 0), &idb, PyBUF_SIMPLE) < 0) goto done;
+    for (; got < nq; got++)
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(args, got + 1), &qb[got], PyBUF_SIMPLE) < 0) break;
+    Py_ssize_t n = idb.len / 8;
+    const int64_t *ids = idb.buf;
+    if (got == nq && check_ids(c, ids, n) == 0) {
+        int ok = 1;
+        for (Py_ssize_t q = 0; q <= nq && ok; q++) ok = (outs[q] = PyByteArray_FromStringAndSize(NULL, n * 8)) != NULL;
+        for (Py_ssize_t i = 0; i < n && ok; i++) {
+            const uint64_t *set = set_of(c, ids[i]);
+            if (!set) {
+                ok = 0;
+                break;
+            }
+            Py_ssize_t size = c->size[ids[i]];
+            ((int64_t *)PyByteArray_AS_STRING(outs[0]))[i] = size;
+            for (Py_ssize_t q = 0; q < nq; q++)
+                ((int64_t *)PyByteArray_AS_STRING(outs[q + 1]))[i] = intersect(qb[q].buf, qb[q].len / 8, set, size);
+        }
+        if (ok && (result = PyTuple_New(nq + 1)))
+            for (Py_ssize_t q = 0; q <= nq; q++) {
+                PyTuple_SET_ITEM(result, q, outs[q]);
+                outs[q] = NULL;
+            }
+    }
+    PyBuffer_Release(&idb);
+    for (Py_ssize_t q = 0; q < got; q++) PyBuffer_Release(&qb[q]);
+done:
+    if (outs)
+        for (Py_ssize_t q = 0; q <= nq; q++) Py_XDECREF(outs[q]);
+    PyMem_Free(outs);
+    PyMem_Free(qb);
+    return result;
+}
+
+static PyMethodDef SetCache_methods[] = {
+    {"intersections", (PyCFunction)SetCache_intersections, METH_VARARGS,
+     "(sizes, then |query & set| for each query) of int64 range ids, as int64 bytes."},
+    {NULL, NULL, 0, NULL}};
+
+static PyTypeObject SetCacheType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "signatures._native.RangeSets",
+    .tp_basicsize = sizeof(SetCache),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)SetCache_init,
+    .tp_dealloc = (destructor)SetCache_dealloc,
+    .tp_methods = SetCache_methods,
+};
+
+/* scanner.match._verify_groups for candidates of one reference (see there): the abstract check of
+ * each group representative, its members, their names where they decide, the verified copies in
+ * the same order. Returns None, or (similarities, concrete similarities, fragment ids) as bytes. */
+static PyObject *verify_groups(PyObject *self, PyObject *args) {
+    PyObject *abs_obj, *con_obj;
+    Py_buffer mrb, mfb, rb, qa, qi, qc;
+    double min_sim, boiler_min_concrete;
+    long long min_shared;
+    int config;
+    if (!PyArg_ParseTuple(args, "O!O!y*y*y*y*y*y*dLdp", &SetCacheType, &abs_obj, &SetCacheType, &con_obj, &mrb, &mfb,
+                          &rb, &qa, &qi, &qc, &min_sim, &min_shared, &boiler_min_concrete, &config))
+        return NULL;
+    SetCache *abs_sets = (SetCache *)abs_obj, *con_sets = (SetCache *)con_obj;
+    PyObject *result = NULL, *o_sim = NULL, *o_csim = NULL, *o_fid = NULL;
+    Py_ssize_t n = rb.len / 8, n_members = mrb.len / 4, nqa = qa.len / 8, nqi = qi.len / 8, nqc = qc.len / 8;
+    const int64_t *reps = rb.buf;
+    const int32_t *member_reps = mrb.buf, *member_fids = mfb.buf;
+    /* per group: similarity, boilerplate?, members' range; per member: group, concrete similarity */
+    double *g_sim = PyMem_Malloc((n + 1) * sizeof(double));
+    char *g_boiler = PyMem_Malloc(n + 1);
+    Py_ssize_t *g_lo = PyMem_Malloc((n + 1) * sizeof(Py_ssize_t)), *g_hi = PyMem_Malloc((n + 1) * sizeof(Py_ssize_t));
+    double *m_csim = NULL;
+    Py_ssize_t *m_group = NULL;
+    if (!g_sim || !g_boiler || !g_lo || !g_hi) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (mfb.len != mrb.len || check_ids(abs_sets, reps, n) < 0) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "verify_groups: int32 member reps and fids");
+        goto done;
+    }
+    Py_ssize_t groups = 0, members = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const uint64_t *set = set_of(abs_sets, reps[i]);
+        if (!set) goto done;
+        Py_ssize_t size = abs_sets->size[reps[i]], inter = intersect(qa.buf, nqa, set, size);
+        Py_ssize_t uni = nqa + size - inter;
+        double sim = uni > 0 ? (double)inter / (double)uni : 0.0;
+        if (!(sim >= min_sim)) continue;
+        /* |informative & reference's abstract| is |informative & reference's informative| */
+        Py_ssize_t shared = intersect(qi.buf, nqi, set, size);
+        int64_t key = reps[i];
+        Py_ssize_t lo = 0, hi = n_members;
+        while (lo < hi) { /* first member_reps[j] >= key */
+            Py_ssize_t mid = lo + (hi - lo) / 2;
+            if (member_reps[mid] < key) lo = mid + 1;
+            else hi = mid;
+        }
+        Py_ssize_t end = lo;
+        while (end < n_members && member_reps[end] == key) end++;
+        g_sim[groups] = sim;
+        g_boiler[groups] = config || shared < min_shared;
+        g_lo[groups] = lo;
+        g_hi[groups] = end;
+        members += end - lo;
+        groups++;
+    }
+    if (groups == 0) {
+        result = Py_None;
+        Py_INCREF(result);
+        goto done;
+    }
+    double best = 0.0;
+    int any_plain = 0;
+    for (Py_ssize_t g = 0; g < groups; g++)
+        if (!g_boiler[g] && (!any_plain || g_sim[g] > best)) {
+            best = g_sim[g];
+            any_plain = 1;
+        }
+    m_csim = PyMem_Malloc((members + 1) * sizeof(double));
+    m_group = PyMem_Malloc((members + 1) * sizeof(Py_ssize_t));
+    if (!m_csim || !m_group) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t m = 0, rows = 0;
+    double best2 = best;
+    for (Py_ssize_t g = 0; g < groups; g++)
+        for (Py_ssize_t j = g_lo[g]; j < g_hi[g]; j++, m++) {
+            m_group[m] = g;
+            m_csim[m] = -1.0;
+            if (g_boiler[g] || g_sim[g] >= best) { /* names decide here */
+                int64_t fid = member_fids[j];
+                if (fid < 0 || fid >= con_sets->ranges) {
+                    PyErr_SetString(PyExc_IndexError, "verify_groups: member id out of bounds");
+                    goto done;
+                }
+                const uint64_t *set = set_of(con_sets, fid);
+                if (!set) goto done;
+                Py_ssize_t size = con_sets->size[fid], inter = intersect(qc.buf, nqc, set, size);
+                Py_ssize_t uni = nqc + size - inter;
+                m_csim[m] = uni > 0 ? (double)inter / (double)uni : 0.0;
+            }
+            if (g_boiler[g] && m_csim[m] >= boiler_min_concrete) {
+                rows++;
+                if (g_sim[g] > best2) best2 = g_sim[g];
+            } else if (!g_boiler[g]) {
+                rows++;
+            }
+        }
+    if (rows == 0) {
+        result = Py_None;
+        Py_INCREF(result);
+        goto done;
+    }
+    o_sim = PyByteArray_FromStringAndSize(NULL, rows * 8);
+    o_csim = PyByteArray_FromStringAndSize(NULL, rows * 8);
+    o_fid = PyByteArray_FromStringAndSize(NULL, rows * 8);
+    if (!o_sim || !o_csim || !o_fid) goto done;
+    double *sim_out = (double *)PyByteArray_AS_STRING(o_sim), *csim_out = (double *)PyByteArray_AS_STRING(o_csim);
+    int64_t *fid_out = (int64_t *)PyByteArray_AS_STRING(o_fid);
+    Py_ssize_t w = 0;
+    for (int pass = 0; pass < 2; pass++) /* kept boilerplate members first, then the others */
+        for (Py_ssize_t g = 0, mm = 0; g < groups; g++)
+            for (Py_ssize_t j = g_lo[g]; j < g_hi[g]; j++, mm++) {
+                int boiler = g_boiler[g];
+                if (pass == 0 ? !(boiler && m_csim[mm] >= boiler_min_concrete) : boiler) continue;
+                sim_out[w] = g_sim[g];
+                csim_out[w] = (!boiler && g_sim[g] < best2) ? -1.0 : m_csim[mm];
+                fid_out[w] = member_fids[j];
+                w++;
+            }
+    result = PyTuple_Pack(3, o_sim, o_csim, o_fid);
+done:
+    Py_XDECREF(o_sim);
+    Py_XDECREF(o_csim);
+    Py_XDECREF(o_fid);
+    PyMem_Free(g_sim);
+    PyMem_Free(g_boiler);
+    PyMem_Free(g_lo);
+    PyMem_Free(g_hi);
+    PyMem_Free(m_csim);
+    PyMem_Free(m_group);
+    PyBuffer_Release(&mrb);
+    PyBuffer_Release(&mfb);
+    PyBuffer_Release(&rb);
+    PyBuffer_Release(&qa);
+    PyBuffer_Release(&qi);
+    PyBuffer_Release(&qc);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"signature", signature, METH_VARARGS, "MinHash (affine32) of uint32 hashes into out."},
     {"nested_signatures", nested_signatures, METH_VARARGS, "One MinHash per row of nested fragments, into out."},
@@ -617,8 +966,20 @@ static PyMethodDef methods[] = {
     {"agreement", agreement, METH_VARARGS, "Equal bytes of pairs of rows of two uint8 matrices."},
     {"aligned_runs", aligned_runs, METH_VARARGS, "Greedy monotone runs (i, j, n) of equal values of two sequences."},
     {"intersection_sizes", intersection_sizes, METH_VARARGS, "Intersection size of a sorted set with each slice of flat."},
+    {"verify_groups", verify_groups, METH_VARARGS, "scanner.match._verify_groups for the candidates of one reference."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "signatures._native", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__native(void) {
+    if (PyType_Ready(&SetCacheType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    Py_INCREF(&SetCacheType);
+    if (PyModule_AddObject(m, "RangeSets", (PyObject *)&SetCacheType) < 0) {
+        Py_DECREF(&SetCacheType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -97,11 +97,18 @@ def intersections_at(a: np.ndarray, flat: np.ndarray, starts: np.ndarray, sizes:
 class RangeSets:
     """The distinct shingles (sorted) of token ranges of one token array, each computed once and
     kept end to end: matching asks for the same reference fragments thousands of times, and one
-    flat array answers a batch of them in one call where a dict of small arrays took one each."""
+    flat array answers a batch of them in one call where a dict of small arrays took one each.
+    The compiled twin (native) keeps them in C, where scanner.match's compiled verification reads them."""
 
     _FIRST = 1 << 16
 
     def __init__(self, tokens: np.ndarray, starts: np.ndarray, ends: np.ndarray, k: int) -> None:
+        self.native = None
+        if _compiled is not None:
+            self.native = _compiled.RangeSets(np.ascontiguousarray(tokens, dtype=np.uint64),
+                                              np.ascontiguousarray(starts, dtype=np.int64),
+                                              np.ascontiguousarray(ends, dtype=np.int64), k)
+            return
         self.tokens, self.starts, self.ends, self.k = tokens, starts, ends, k  # range i: tokens[starts[i]:ends[i]]
         self.at = np.full(len(starts), -1, dtype=np.int64)  # where range i's set starts in flat (-1: not yet)
         self.size = np.zeros(len(starts), dtype=np.int64)
@@ -110,7 +117,10 @@ class RangeSets:
 
     def intersections(self, ids: np.ndarray, *queries: np.ndarray) -> tuple[np.ndarray, ...]:
         """(set sizes, then |query & set| for each query) of ranges ids."""
-        ids = np.asarray(ids, dtype=np.int64)
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if self.native is not None:
+            return tuple(np.frombuffer(out, dtype=np.int64) for out in self.native.intersections(
+                ids, *(np.ascontiguousarray(q, dtype=np.uint64) for q in queries)))
         self._compute(ids[self.at[ids] < 0])
         at, size = self.at[ids], self.size[ids]
         return (size, *(intersections_at(q, self.flat, at, size) for q in queries))

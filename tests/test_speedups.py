@@ -195,6 +195,11 @@ def test_segment_unique_is_numpy(nativec):
         for i, (lo, hi) in enumerate(zip([0, *ends[:-1]], ends)):
             start = compiled[1][i - 1] if i else 0
             assert np.array_equal(compiled[0][start:compiled[1][i]], np.unique(values[lo:hi]))
+    # Values crowded into few top-bit buckets, and long runs (the bucket pass, its introsort fallback).
+    for values in (rng.integers(0, 2**20, 5000).astype(np.uint64), rng.integers(0, 2**64, 70000, dtype=np.uint64),
+                   np.concatenate([rng.integers(0, 2**64, 300, dtype=np.uint64), np.full(400, 2**63, dtype=np.uint64)])):
+        compiled = shingles.segment_unique(values, np.array([len(values)], dtype=np.int64))
+        assert np.array_equal(compiled[0], np.unique(values)) and compiled[1].tolist() == [len(np.unique(values))]
     with pytest.raises(ValueError):
         nativec.segment_unique(np.zeros(3, dtype=np.uint64), np.array([2, 1], dtype=np.int64))
 
@@ -219,21 +224,100 @@ def test_range_sets_are_numpy(nativec):
         nativec.range_sets(tokens, np.array([5], dtype=np.int64), np.array([3001], dtype=np.int64), 5)
 
 
-def test_cached_range_sets_answer_like_fresh_ones():
-    """RangeSets keeps each range's set once, in any order of asking, across its buffer's growth."""
+def test_cached_range_sets_answer_like_fresh_ones(nativec):
+    """RangeSets, compiled and not, keeps each range's set once, in any order of asking, across its
+    buffer's growth."""
     rng = np.random.default_rng(10)
-    tokens = rng.integers(0, 50, 20000).astype(np.uint64)
-    starts = rng.integers(0, 19000, 500)
+    tokens = rng.integers(0, 50, 40000).astype(np.uint64)
+    starts = rng.integers(0, 39000, 500)
     ends = starts + rng.integers(0, 1000, 500)
-    sets = shingles.RangeSets(tokens, starts, ends, 5)
-    sets._FIRST = 64  # grow many times
-    for _ in range(30):
+    compiled = shingles.RangeSets(tokens, starts, ends, 5)
+    numpy_sets = python_twin(shingles, shingles.RangeSets, tokens, starts, ends, 5)
+    assert compiled.native is not None and numpy_sets.native is None
+    numpy_sets._FIRST = 64  # grow many times (the compiled arena grows from 65,536 values: 500 ranges pass that)
+    for _ in range(40):
         ids = rng.integers(0, 500, int(rng.integers(0, 40)))
-        query = np.unique(shingles.shingle_hashes(tokens[rng.integers(0, 19000):][:800], 5))
-        sizes, inter = sets.intersections(ids, query)
+        query = np.unique(shingles.shingle_hashes(tokens[rng.integers(0, 39000):][:800], 5))
+        informative = query[::3]
         fresh = [np.unique(shingles.shingle_hashes(tokens[starts[i]:ends[i]], 5)) for i in ids.tolist()]
-        assert sizes.tolist() == [len(f) for f in fresh]
-        assert inter.tolist() == [len(np.intersect1d(f, query)) for f in fresh]
+        for sets in (compiled, numpy_sets):
+            sizes, inter, inter_informative = sets.intersections(ids, query, informative)
+            assert sizes.tolist() == [len(f) for f in fresh]
+            assert inter.tolist() == [len(np.intersect1d(f, query)) for f in fresh]
+            assert inter_informative.tolist() == [len(np.intersect1d(f, informative)) for f in fresh]
+    with pytest.raises(IndexError):
+        compiled.intersections(np.array([500]), query)
+    with pytest.raises(ValueError):
+        nativec.RangeSets(tokens, np.array([5], dtype=np.int64), np.array([40001], dtype=np.int64), 5)
+
+
+@pytest.fixture(scope="module")
+def copied_corpus(tmp_path_factory):
+    """A reference of real code (this repository's) with renamed and edited copies of it: groups of
+    identical fragments whose members differ in names, near-copies, boilerplate."""
+    import re
+
+    from scanner.acquire import acquire
+    from scanner.match import ReferenceCorpus
+    from scanner.pipeline import ScanOptions, load_references, load_tree
+
+    rng = random.Random(3)
+    files = {}
+    for path in sorted((ROOT / "scanner").glob("*.py"))[:12] + sorted((ROOT / "signatures").glob("*.py")):
+        text = path.read_text()
+        files[f"orig/{path.name}"] = text
+        for copy in range(3):  # renamed copies: same abstract tokens, other names
+            names = sorted(set(re.findall(r"\b[a-z_]{4,}\b", text)))
+            renamed = dict(zip(rng.sample(names, len(names) // 3), rng.sample(names, len(names) // 3)))
+            files[f"renamed{copy}/{path.name}"] = re.sub(r"\b[a-z_]{4,}\b", lambda m: renamed.get(m[0], m[0]), text)
+        lines = text.split("\n")  # an edited copy: every 9th line dropped
+        files[f"edited/{path.name}"] = "\n".join(line for i, line in enumerate(lines) if i % 9 != 4 or not line.strip())
+    root = tmp_path_factory.mktemp("copied")
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    options = ScanOptions()
+    refs, _ = load_references([(None, str(root))], options)
+    scanned = load_tree(acquire(str(root / "edited")), None, options)
+    return ReferenceCorpus(options.params, refs), scanned
+
+
+@pytest.mark.parametrize("change", [{}, {"min_shared": 10_000}, {"min_shared": 0}, {"boilerplate_min_concrete": 0.9},
+                                    {"min_similarity": 0.2}, {"config": True}, {"min_shared": 60}])
+def test_verify_groups_is_python(nativec, copied_corpus, change):
+    """The compiled verification gives the same copies, similarities and order as the Python one, on
+    every scanned fragment against all the groups of its level (batches of every size)."""
+    import dataclasses
+
+    import scanner.match as M
+
+    corpus, scanned = copied_corpus
+    change = dict(change)
+    config = change.pop("config", False)
+    corpus = M.ReferenceCorpus(dataclasses.replace(corpus.params, **change), corpus.refs)
+    ref = corpus.refs[0]
+    reps_of_level = {level: np.flatnonzero((ref.groups == np.arange(len(ref.groups))) & (ref.levels == level))
+                     for level in set(ref.levels.tolist())}
+    rng = np.random.default_rng(4)
+    compared = verified = 0
+    for unit, prints in zip(scanned.units, scanned.prints):
+        frags = [unit.fragments[int(fi)] for fi in prints.eligible]
+        for frag, s_sets in zip(frags, corpus.unit_shingle_sets(prints, frags)):
+            pool = reps_of_level[M._LEVEL[frag.kind]]
+            for size in (1, 7, 40, len(pool)):
+                reps = rng.permutation(pool)[:size].astype(np.int64)
+                pos = np.zeros(len(reps), dtype=np.int64)
+                compiled = M._verify_groups(corpus, s_sets, pos, reps, config)
+                python = python_twin(M, M._verify_groups, corpus, s_sets, pos, reps, config)
+                assert (compiled is None) == (python is None)
+                if compiled is not None:
+                    for a, b in zip(compiled, python):
+                        assert a.dtype == b.dtype and np.array_equal(a, b)
+                    verified += 1
+                compared += 1
+    assert compared > 500 and verified > 50, (compared, verified)
+
+
 
 
 def test_band_query_and_agreement_are_numpy(nativec):
@@ -298,3 +382,43 @@ def test_shingle_hashes_are_numpy(nativec):
             assert compiled.dtype == np.uint64 and np.array_equal(compiled, numpy_values), (n, k)
     # A slice (an offset view) is hashed from its own first token.
     assert np.array_equal(shingles.shingle_hashes(tokens[7:40], 5), shingles.shingle_hashes(tokens[7:40].copy(), 5))
+
+
+def test_verify_groups_is_python_on_random_sets(nativec):
+    """The same on random sets and thresholds: every branch of the choice (boilerplate groups kept or
+    not, more similar than the plain ones or not), which real code reaches only now and then."""
+    import types
+
+    import scanner.match as M
+    from scanner.fingerprint import Params
+    from scanner.reference import Reference
+
+    rng = np.random.default_rng(12)
+    tokens = rng.integers(0, 40, 30000).astype(np.uint64)  # k = 1, few values: Jaccard indices of every size
+    for trial in range(1500):
+        n = int(rng.integers(1, 60))
+        starts = rng.integers(0, 29000, n)
+        ends = starts + rng.integers(0, 60, n)
+        groups = np.sort(rng.integers(0, max(1, n // 2), n))  # fragment i belongs to group groups[i]
+        first = np.searchsorted(groups, groups)  # each group's representative: its first fragment
+        order = np.argsort(first, kind="stable")
+        ref = types.SimpleNamespace(member_reps=first[order].astype(np.int32), member_fids=order.astype(np.int32))
+        ref.members = types.MethodType(Reference.members, ref)
+        # Thresholds near the sets' sizes: boilerplate and plain groups side by side, either more similar.
+        params = Params(k=1, min_similarity=float(rng.uniform(0.0, 0.7)), min_shared=int(rng.integers(0, 12)),
+                        boilerplate_min_concrete=float(rng.uniform(0.0, 0.5)))
+        sets = {channel: shingles.RangeSets(tokens, starts, ends, 1) for channel in ("abstract", "concrete")}
+        corpus = types.SimpleNamespace(params=params, refs=[ref], range_sets=lambda pos, channel: sets[channel])
+        lo = int(rng.integers(0, 29000))
+        query = np.unique(shingles.shingle_hashes(tokens[lo:lo + int(rng.integers(0, 60))], 1))
+        concrete = np.unique(shingles.shingle_hashes(tokens[lo + 1:lo + int(rng.integers(0, 60))], 1))
+        s_sets = M.ShingleSets(query, query[rng.random(len(query)) < 0.5], concrete)
+        reps = rng.permutation(np.unique(first))[:int(rng.integers(1, 40))].astype(np.int64)
+        pos = np.zeros(len(reps), dtype=np.int64)
+        config = bool(rng.random() < 0.2)
+        compiled = M._verify_groups(corpus, s_sets, pos, reps, config)
+        python = python_twin(M, M._verify_groups, corpus, s_sets, pos, reps, config)
+        assert (compiled is None) == (python is None), trial
+        if compiled is not None:
+            for a, b in zip(compiled, python):
+                assert a.dtype == b.dtype and np.array_equal(a, b), trial

@@ -76,8 +76,7 @@ class ReferenceTerms:
 
 # A word each pattern cannot match without (lowercase): most comments have none of them, and an
 # ASCII comment without them is answered without running the patterns.
-_PROVENANCE_WORDS = ("cop", "adapted", "modified", "derived", "based", "borrowed", "ported", "taken", "forked",
-                     "vendored", "lifted")
+_PROVENANCE_WORDS = re.compile("cop|adapted|modified|derived|based|borrowed|ported|taken|forked|vendored|lifted")
 
 
 @lru_cache(maxsize=65536)
@@ -91,7 +90,7 @@ def comment_signals(text: str) -> tuple[tuple[str, ...], bool, bool, str | None]
     low = text.lower()
     urls = tuple(URL_RE.findall(text)) if "://" in text else ()
     generated = "generated" in low and GENERATED_RE.search(text) is not None
-    provenance = any(word in low for word in _PROVENANCE_WORDS) and PROVENANCE_RE.search(text) is not None
+    provenance = _PROVENANCE_WORDS.search(low) is not None and PROVENANCE_RE.search(text) is not None
     tag = SOURCE_TAG_RE.search(text) if "provscan" in low else None
     return urls, generated, provenance, tag.group("source") if tag else None
 
@@ -111,6 +110,7 @@ def url_key(url: str) -> str:
     return re.sub(r"(\.git)?/*$", "", u)
 
 
+@lru_cache(maxsize=8192)
 def module_path(path: str) -> str:
     """Dotted module path of a .py file relative to its repository root (src/ layouts stripped)."""
     mod = re.sub(r"\.pyi?$", "", path).replace("/", ".")

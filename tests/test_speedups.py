@@ -422,3 +422,20 @@ def test_verify_groups_is_python_on_random_sets(nativec):
         if compiled is not None:
             for a, b in zip(compiled, python):
                 assert a.dtype == b.dtype and np.array_equal(a, b), trial
+
+
+_COMMENT_WORDS = ["# Copied", "from", "adapted", "Adapted FROM", "based on", "ported of", "copy of", "generated",
+                  "Automatically generated from", "provscan: source=", "https://example.org/x", "://", "ba\u017fed",
+                  "ta\u212aen", "\u0130", "on", "of", "x", " ", "\t", "GENERATED  from", "Lifted   from", "#provscan:source=y"]
+
+
+@given(st.lists(st.sampled_from(_COMMENT_WORDS), max_size=8).map(" ".join))
+@fast(400)
+def test_comment_signals_shortcuts_are_the_patterns(text):
+    """The lowercase word tests that skip the patterns never skip a comment a pattern matches
+    (non-ASCII comments, whose case folding differs, always run them)."""
+    from scanner import attribute as A
+
+    tag = A.SOURCE_TAG_RE.search(text)
+    assert A.comment_signals(text) == (tuple(A.URL_RE.findall(text)), A.GENERATED_RE.search(text) is not None,
+                                       A.PROVENANCE_RE.search(text) is not None, tag.group("source") if tag else None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "), check_circular=False)
 # JSONEncoder.encode makes a new C encoder for every value it is given (20 us; a report of 1,000
@@ -12,9 +13,20 @@ _C_ENCODE = (json.encoder.c_make_encoder(None, _ENCODER.default, json.encoder.en
              if json.encoder.c_make_encoder is not None else None)
 
 
+_LITERALS = {None: "null", True: "true", False: "false"}
+
+
 def _compact(value) -> str:
-    if isinstance(value, str):
+    kind = type(value)
+    # Scalars as json writes them, without a call into the encoder (most of a report's values).
+    if kind is str:
         return json.encoder.encode_basestring(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is bool or value is None:
+        return _LITERALS[value]
+    if kind is float and math.isfinite(value):
+        return float.__repr__(value)
     if _C_ENCODE is None:
         return _ENCODER.encode(value)
     return "".join(_C_ENCODE(value, 0))

@@ -19,7 +19,7 @@ from scanner.parse import Fragment, ParsedUnit
 from scanner.reference import KINDS, LEVELS, Reference
 from scanner.report import OTHER_LOCATIONS
 from signatures import compiled
-from signatures.lsh import agreement, band_keys, band_params
+from signatures.lsh import band_keys, band_params, filter_candidates
 from signatures.shingles import RangeSets, aligned_runs, range_sets, sorted_unique
 
 # Candidate groups verified exactly at a time per scanned fragment, the best estimates first, until
@@ -123,22 +123,17 @@ class ReferenceCorpus:
         qbytes = qsigs.astype(np.uint8)
         for pos, rows, fids in found:
             ref = self.refs[pos]
-            keep = ref.levels[fids] == qlevels[rows]
-            rows, fids = rows[keep], fids[keep]
-            sig_rows = ref.signature_rows(fids)
-            # Agreement of the values' low bytes: an upper bound of the true agreement (off by
-            # (128 - agreement) / 256 on average), at a quarter of the memory traffic. Being a little
-            # generous here costs verification time, never a finding.
-            agree = agreement(ref.signature_bytes, sig_rows, qbytes, rows)
-            keep = agree >= need
-            rows, fids, agree = rows[keep], fids[keep], agree[keep]  # sorted by row (BandTable.query sorts its pairs)
+            # Like is compared with like, and the agreement of the values' low bytes is an upper bound
+            # of the true agreement (off by (128 - agreement) / 256 on average), at a quarter of the
+            # memory traffic. Being a little generous here costs verification time, never a finding.
+            rows, packed = filter_candidates(rows, fids, ref.levels, qlevels, ref.signature_row, ref.signature_bytes,
+                                             qbytes, need)  # still sorted by row (BandTable.query sorts its pairs)
             if len(rows) == 0:
                 continue
-            # One split of fragment ids and agreements packed together (agreement <= num_perm < 2**16).
-            packed = fids.astype(np.int64) << 16 | agree
             starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
-            for row, chunk in zip(rows[starts].tolist(), np.split(packed, starts[1:])):
-                out[row].append((pos, chunk))
+            bounds = [*starts.tolist(), len(rows)]
+            for row, lo, hi in zip(rows[starts].tolist(), bounds, bounds[1:]):
+                out[row].append((pos, packed[lo:hi]))
         return out
 
     def fragment(self, loc: RefLoc) -> tuple[Reference, str, Fragment]:

@@ -219,7 +219,7 @@ class Reference:
 
     def warm(self) -> None:
         """Compute what scans derive from the arrays (the hook server does it once for its children)."""
-        for name in ("repo_holders", "_files", "_signature_row", "signature_bytes", "levels", "artifacts", "band_table",
+        for name in ("repo_holders", "_files", "signature_row", "signature_bytes", "levels", "artifacts", "band_table",
                      "rank_columns", "member_reps", "member_fids"):
             getattr(self, name)
 
@@ -257,12 +257,9 @@ class Reference:
         note = self.meta["notes"].get(str(fid))
         return (note[0], note[1]) if note else None
 
-    def signature_rows(self, fids: np.ndarray) -> np.ndarray:
-        """Rows of self.arrays["sigs"] for indexed fragment ids."""
-        return self._signature_row[fids]
-
     @cached_property
-    def _signature_row(self) -> np.ndarray:
+    def signature_row(self) -> np.ndarray:
+        """For each fragment id, its row in self.arrays["sigs"] (int32; -1: not indexed)."""
         rows = np.full(len(self.frags), -1, dtype=np.int32)
         rows[self.arrays["indexed"]] = np.arange(len(self.arrays["indexed"]), dtype=np.int32)
         return rows

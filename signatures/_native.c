@@ -8,6 +8,7 @@
  *   range_sets(tokens, starts, ends, k) -> (bytearray of uint64, bytearray of int64 sizes)   (shingles.RangeSets)
  *   band_query(keys, ids, qkeys, bands) -> (bytearray of int64 rows, of int64 ids)   (lsh.BandTable.query)
  *   agreement(ref, ref_rows, query, q_rows, width) -> bytearray of int16   (lsh.agreement)
+ *   filter_candidates(rows, fids, levels, q_levels, sig_row, ref, query, width, need) -> (int64, int64)   (lsh.filter_candidates)
  *   aligned_runs(s_seq, r_seq) -> list of (i, j, n)   (shingles.aligned_runs)
  *   intersection_sizes(a, flat, starts, sizes) -> bytearray of int64   (shingles.intersections_at)
  *
@@ -497,6 +498,70 @@ static void count_agreement(const uint8_t *ref, const int64_t *ref_rows, const u
     }
 }
 
+/* lsh.filter_candidates: of the (row, fid) pairs, those whose fragment's level is the query's and
+ * whose signatures' low bytes agree in at least `need` places, as rows and fid << 16 | agreement. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+static Py_ssize_t keep_candidates(const int64_t *rows, const int64_t *fids, Py_ssize_t pairs, const int8_t *ref_levels,
+                                  const int8_t *q_levels, const int32_t *sig_row, const uint8_t *ref, const uint8_t *query,
+                                  Py_ssize_t width, double need, int64_t *rows_out, int64_t *packed_out) {
+    Py_ssize_t w = 0;
+    for (Py_ssize_t p = 0; p < pairs; p++) {
+        int64_t row = rows[p], fid = fids[p];
+        if (ref_levels[fid] != q_levels[row]) continue;
+        const uint8_t *a = ref + (Py_ssize_t)sig_row[fid] * width, *b = query + row * width;
+        int16_t c = 0; /* 16-bit lanes: the compare-and-count loop vectorises as count_agreement's does */
+        for (Py_ssize_t j = 0; j < width; j++) c += a[j] == b[j];
+        if ((double)c >= need) {
+            rows_out[w] = row;
+            packed_out[w++] = fid << 16 | c;
+        }
+    }
+    return w;
+}
+
+static PyObject *filter_candidates(PyObject *self, PyObject *args) {
+    Py_buffer rb, fb, lb, qlb, sb, refb, qb;
+    Py_ssize_t width;
+    double need;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*y*nd", &rb, &fb, &lb, &qlb, &sb, &refb, &qb, &width, &need)) return NULL;
+    PyObject *rows_out = NULL, *packed_out = NULL, *result = NULL;
+    Py_ssize_t pairs = rb.len / 8, n_frag = lb.len, nq = qlb.len, n_sig = width > 0 ? refb.len / width : 0;
+    const int64_t *rows = rb.buf, *fids = fb.buf;
+    const int32_t *sig_row = sb.buf;
+    int ok = width > 0 && width < 32768 && rb.len % 8 == 0 && fb.len == rb.len && sb.len == n_frag * 4 &&
+             refb.len == n_sig * width && qb.len == nq * width;
+    for (Py_ssize_t p = 0; p < pairs && ok; p++)
+        ok = rows[p] >= 0 && rows[p] < nq && fids[p] >= 0 && fids[p] < n_frag && sig_row[fids[p]] >= 0 &&
+             sig_row[fids[p]] < n_sig;
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "filter_candidates: pairs of indexed fragments and query rows in range");
+        goto done;
+    }
+    rows_out = PyByteArray_FromStringAndSize(NULL, pairs * 8);
+    packed_out = PyByteArray_FromStringAndSize(NULL, pairs * 8);
+    if (!rows_out || !packed_out) goto done;
+    Py_ssize_t kept;
+    Py_BEGIN_ALLOW_THREADS
+    kept = keep_candidates(rows, fids, pairs, lb.buf, qlb.buf, sig_row, refb.buf, qb.buf, width, need,
+                           (int64_t *)PyByteArray_AS_STRING(rows_out), (int64_t *)PyByteArray_AS_STRING(packed_out));
+    Py_END_ALLOW_THREADS
+    if (PyByteArray_Resize(rows_out, kept * 8) < 0 || PyByteArray_Resize(packed_out, kept * 8) < 0) goto done;
+    result = PyTuple_Pack(2, rows_out, packed_out);
+done:
+    Py_XDECREF(rows_out);
+    Py_XDECREF(packed_out);
+    PyBuffer_Release(&rb);
+    PyBuffer_Release(&fb);
+    PyBuffer_Release(&lb);
+    PyBuffer_Release(&qlb);
+    PyBuffer_Release(&sb);
+    PyBuffer_Release(&refb);
+    PyBuffer_Release(&qb);
+    return result;
+}
+
 static PyObject *agreement(PyObject *self, PyObject *args) {
     Py_buffer ref, ref_rows, query, q_rows;
     Py_ssize_t width;
@@ -963,6 +1028,7 @@ static PyMethodDef methods[] = {
     {"segment_unique", segment_unique, METH_VARARGS, "Each run of uint64 values sorted, repeats dropped."},
     {"range_sets", range_sets, METH_VARARGS, "Distinct shingle hashes of token ranges, sorted, end to end."},
     {"band_query", band_query, METH_VARARGS, "LSH candidates (query row, id) of a band table, sorted, unique."},
+    {"filter_candidates", filter_candidates, METH_VARARGS, "LSH pairs of the same level whose low bytes agree enough."},
     {"agreement", agreement, METH_VARARGS, "Equal bytes of pairs of rows of two uint8 matrices."},
     {"aligned_runs", aligned_runs, METH_VARARGS, "Greedy monotone runs (i, j, n) of equal values of two sequences."},
     {"intersection_sizes", intersection_sizes, METH_VARARGS, "Intersection size of a sorted set with each slice of flat."},

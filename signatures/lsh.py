@@ -132,3 +132,23 @@ def agreement(ref_bytes: np.ndarray, ref_rows: np.ndarray, query_bytes: np.ndarr
         hi = lo + chunk
         out[lo:hi] = np.count_nonzero(ref_bytes[ref_rows[lo:hi]] == query_bytes[query_rows[lo:hi]], axis=1)
     return out
+
+
+def filter_candidates(rows: np.ndarray, fids: np.ndarray, levels: np.ndarray, q_levels: np.ndarray, sig_row: np.ndarray,
+                      ref_bytes: np.ndarray, q_bytes: np.ndarray, need: float) -> tuple[np.ndarray, np.ndarray]:
+    """Of the candidate pairs (query row, fragment id), those whose fragment's level is the query's
+    (levels[fid] == q_levels[row]) and whose signatures' low bytes (row sig_row[fid] of ref_bytes,
+    row `row` of q_bytes) agree in at least `need` places: (rows, fid << 16 | agreement), in order."""
+    if _compiled is not None and len(rows):
+        kept_rows, packed = _compiled.filter_candidates(
+            np.ascontiguousarray(rows, dtype=np.int64), np.ascontiguousarray(fids, dtype=np.int64),
+            np.ascontiguousarray(levels, dtype=np.int8), np.ascontiguousarray(q_levels, dtype=np.int8),
+            np.ascontiguousarray(sig_row, dtype=np.int32), np.ascontiguousarray(ref_bytes, dtype=np.uint8),
+            np.ascontiguousarray(q_bytes, dtype=np.uint8), ref_bytes.shape[1], float(need))
+        return np.frombuffer(kept_rows, dtype=np.int64), np.frombuffer(packed, dtype=np.int64)
+    keep = levels[fids] == q_levels[rows]
+    rows, fids = rows[keep], fids[keep]
+    agree = agreement(ref_bytes, sig_row[fids], q_bytes, rows)
+    keep = agree >= need
+    # One array of fragment ids and agreements packed together (agreement <= num_perm < 2**16).
+    return rows[keep], fids[keep].astype(np.int64) << 16 | agree[keep]

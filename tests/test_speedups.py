@@ -338,6 +338,24 @@ def test_band_query_and_agreement_are_numpy(nativec):
     compiled = lsh.agreement(ref, ref_rows, query, query_rows)
     numpy_values = python_twin(lsh, lsh.agreement, ref, ref_rows, query, query_rows, chunk=777)
     assert compiled.dtype == np.int16 and np.array_equal(compiled, numpy_values)
+    # The filter of candidate pairs by level and agreement, against its numpy twin.
+    n_frag = 300
+    sig_row = np.full(n_frag, -1, dtype=np.int32)
+    indexed = rng.permutation(n_frag)[:200]
+    sig_row[indexed] = np.arange(200, dtype=np.int32)
+    ref_sigs = rng.integers(0, 3, (200, width), dtype=np.uint8)
+    levels, q_levels = rng.integers(0, 3, n_frag).astype(np.int8), rng.integers(0, 3, 40).astype(np.int8)
+    for pairs in (0, 1, 5000):
+        rows = np.sort(rng.integers(0, 40, pairs)).astype(np.int64)
+        fids = rng.choice(indexed, pairs).astype(np.int64)
+        for need in (0, 40.5, 43, 200):
+            compiled = lsh.filter_candidates(rows, fids, levels, q_levels, sig_row, ref_sigs, query, need)
+            numpy_values = python_twin(lsh, lsh.filter_candidates, rows, fids, levels, q_levels, sig_row, ref_sigs, query, need)
+            assert compiled[0].dtype == compiled[1].dtype == np.int64
+            assert np.array_equal(compiled[0], numpy_values[0]) and np.array_equal(compiled[1], numpy_values[1])
+            assert pairs < 5000 or need == 200 or 0 < len(compiled[0]) < pairs  # the filters keep some, drop some
+    with pytest.raises(ValueError):  # a pair of a fragment that is not indexed is refused, not read
+        lsh.filter_candidates(np.array([0]), np.flatnonzero(sig_row < 0)[:1], levels, q_levels, sig_row, ref_sigs, query, 0)
     with pytest.raises(ValueError):  # a row out of range is refused, not read
         nativec.agreement(ref, np.array([300]), query, np.array([0]), width)
 

@@ -78,11 +78,6 @@ def eligible(fragment: Fragment, params: Params) -> bool:
     return fragment.tokens >= params.min_tokens and fragment.end_line - fragment.start_line + 1 >= params.min_lines
 
 
-def abstract_sequence(prints: UnitPrints, tok_start: int, tok_end: int, k: int) -> np.ndarray:
-    """The fragment's abstract shingles in order (for alignment)."""
-    return shingle_hashes(prints.abs_tok[tok_start:tok_end], k)
-
-
 def abstract_set(prints: UnitPrints, tok_start: int, tok_end: int, k: int) -> np.ndarray:
     """Distinct abstract shingles of a token range, sorted."""
     return sorted_unique(shingle_hashes(prints.abs_tok[tok_start:tok_end], k))

@@ -14,13 +14,13 @@ from typing import NamedTuple
 import numpy as np
 
 from scanner.configs import is_config
-from scanner.fingerprint import Params, UnitPrints, abstract_sequence
+from scanner.fingerprint import Params, UnitPrints
 from scanner.parse import Fragment, ParsedUnit
 from scanner.reference import KINDS, LEVELS, Reference
 from scanner.report import OTHER_LOCATIONS
 from signatures import compiled
 from signatures.lsh import band_keys, band_params, filter_candidates
-from signatures.shingles import RangeSets, aligned_runs, range_sets, sorted_unique
+from signatures.shingles import RangeSets, aligned_blocks, range_sets, sorted_unique
 
 # Candidate groups verified exactly at a time per scanned fragment, the best estimates first, until
 # one verifies. Most code has a handful; in transformers a fragment may have 100+ near-copies, and
@@ -248,23 +248,8 @@ def clone_type(s_pr: UnitPrints, s_frag: Fragment, r_pr: UnitPrints, r_frag: Fra
 
 def align(s_pr: UnitPrints, s_frag: Fragment, r_pr: UnitPrints, r_frag: Fragment, k: int) -> list[Block]:
     """Aligned line ranges of the two fragments, from matching runs of abstract shingles."""
-    s_seq = abstract_sequence(s_pr, s_frag.tok_start, s_frag.tok_end, k)
-    r_seq = abstract_sequence(r_pr, r_frag.tok_start, r_frag.tok_end, k)
-    blocks: list[Block] = []
-    for i, j, n in aligned_runs(s_seq, r_seq):
-        si, sj = s_frag.tok_start + i, s_frag.tok_start + i + n + k - 2
-        ri, rj = r_frag.tok_start + j, r_frag.tok_start + j + n + k - 2
-        # A config's leaves are tokenised in key order, so its lines need not increase (scanner.configs).
-        s_lines, r_lines = s_pr.lines[si:sj + 1], r_pr.lines[ri:rj + 1]
-        block = Block(int(s_lines.min()), int(s_lines.max()), int(r_lines.min()), int(r_lines.max()))
-        last = blocks[-1] if blocks else None
-        # Merge runs that continue on the same or next line on both sides.
-        if last and block.start <= last.end + 1 and block.ref_start <= last.ref_end + 1 and block.ref_start >= last.ref_start:
-            last.end = max(last.end, block.end)
-            last.ref_end = max(last.ref_end, block.ref_end)
-        else:
-            blocks.append(block)
-    return blocks
+    s, r = slice(s_frag.tok_start, s_frag.tok_end), slice(r_frag.tok_start, r_frag.tok_end)
+    return [Block(*b) for b in aligned_blocks(s_pr.abs_tok[s], s_pr.lines[s], r_pr.abs_tok[r], r_pr.lines[r], k)]
 
 
 def _ranked(v: "Verified", corpus: ReferenceCorpus) -> np.ndarray:

@@ -10,6 +10,7 @@
  *   agreement(ref, ref_rows, query, q_rows, width) -> bytearray of int16   (lsh.agreement)
  *   filter_candidates(rows, fids, levels, q_levels, sig_row, ref, query, width, need) -> (int64, int64)   (lsh.filter_candidates)
  *   aligned_runs(s_seq, r_seq) -> list of (i, j, n)   (shingles.aligned_runs)
+ *   aligned_blocks(s_tokens, s_lines, r_tokens, r_lines, k) -> list of (start, end, ref_start, ref_end)
  *   intersection_sizes(a, flat, starts, sizes) -> bytearray of int64   (shingles.intersections_at)
  *
  * hashes32: uint32 buffer of shingle hashes; a, b: uint32 permutation parameters (num_perm each);
@@ -600,24 +601,13 @@ static int cmp_pos(const void *x, const void *y) {
     return (a->at > b->at) - (a->at < b->at);
 }
 
-static PyObject *aligned_runs(PyObject *self, PyObject *args) {
-    Py_buffer sb, rb;
-    if (!PyArg_ParseTuple(args, "y*y*", &sb, &rb)) return NULL;
-    PyObject *out = NULL;
-    Pos *pos = NULL;
-    if (sb.len % 8 || rb.len % 8) {
-        PyErr_SetString(PyExc_ValueError, "aligned_runs: two uint64 buffers");
-        goto done;
-    }
-    const uint64_t *s_seq = sb.buf, *r_seq = rb.buf;
-    Py_ssize_t ns = sb.len / 8, nr = rb.len / 8;
-    pos = malloc((nr ? nr : 1) * sizeof(Pos));
-    out = PyList_New(0);
-    if (!pos || !out) {
-        if (!pos) PyErr_NoMemory();
-        Py_CLEAR(out);
-        goto done;
-    }
+/* The greedy monotone runs (i, j, n) of equal values of s_seq and r_seq (see shingles.aligned_runs),
+ * as triples in a malloc'd array (*count of them); NULL with MemoryError set. */
+static Py_ssize_t *find_runs(const uint64_t *s_seq, Py_ssize_t ns, const uint64_t *r_seq, Py_ssize_t nr, Py_ssize_t *count) {
+    Pos *pos = malloc((nr ? nr : 1) * sizeof(Pos));
+    Py_ssize_t cap = 16, *runs = malloc(cap * 3 * sizeof(Py_ssize_t));
+    *count = 0;
+    if (!pos || !runs) goto nomem;
     for (Py_ssize_t j = 0; j < nr; j++) {
         pos[j].value = r_seq[j];
         pos[j].at = j;
@@ -640,21 +630,130 @@ static PyObject *aligned_runs(PyObject *self, PyObject *args) {
         Py_ssize_t j = pos[lo].at, n = 1;
         while (i + n < ns && j + n < nr && s_seq[i + n] == r_seq[j + n]) n++;
         if (n >= 2) {
-            PyObject *run = Py_BuildValue("(nnn)", i, j, n);
-            if (!run || PyList_Append(out, run) < 0) {
-                Py_XDECREF(run);
-                Py_CLEAR(out);
-                goto done;
+            if (*count == cap) {
+                Py_ssize_t *grown = realloc(runs, 2 * cap * 3 * sizeof(Py_ssize_t));
+                if (!grown) goto nomem;
+                runs = grown;
+                cap *= 2;
             }
-            Py_DECREF(run);
+            runs[3 * *count] = i;
+            runs[3 * *count + 1] = j;
+            runs[3 * *count + 2] = n;
+            (*count)++;
             last_j = j + n - 1;
         }
         i += n;
     }
-done:
     free(pos);
+    return runs;
+nomem:
+    free(pos);
+    free(runs);
+    PyErr_NoMemory();
+    return NULL;
+}
+
+static PyObject *aligned_runs(PyObject *self, PyObject *args) {
+    Py_buffer sb, rb;
+    if (!PyArg_ParseTuple(args, "y*y*", &sb, &rb)) return NULL;
+    PyObject *out = NULL;
+    Py_ssize_t count = 0, *runs = NULL;
+    if (sb.len % 8 || rb.len % 8) {
+        PyErr_SetString(PyExc_ValueError, "aligned_runs: two uint64 buffers");
+        goto done;
+    }
+    runs = find_runs(sb.buf, sb.len / 8, rb.buf, rb.len / 8, &count);
+    if (!runs || !(out = PyList_New(count))) goto done;
+    for (Py_ssize_t t = 0; t < count; t++) {
+        PyObject *run = Py_BuildValue("(nnn)", runs[3 * t], runs[3 * t + 1], runs[3 * t + 2]);
+        if (!run) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyList_SET_ITEM(out, t, run);
+    }
+done:
+    free(runs);
     PyBuffer_Release(&sb);
     PyBuffer_Release(&rb);
+    return out;
+}
+
+/* shingles.aligned_blocks: the runs of two token ranges' shingles turned into line ranges
+ * (start, end, ref_start, ref_end), runs that continue on the same or next line on both sides merged. */
+static PyObject *aligned_blocks(PyObject *self, PyObject *args) {
+    Py_buffer stb, slb, rtb, rlb;
+    Py_ssize_t k;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*n", &stb, &slb, &rtb, &rlb, &k)) return NULL;
+    PyObject *out = NULL;
+    Py_ssize_t count = 0, *runs = NULL, *blocks = NULL;
+    Py_ssize_t s_n = stb.len / 8, r_n = rtb.len / 8;
+    uint64_t *s_seq = NULL, *r_seq = NULL;
+    if (k < 1 || stb.len % 8 || rtb.len % 8 || slb.len != s_n * 4 || rlb.len != r_n * 4) {
+        PyErr_SetString(PyExc_ValueError, "aligned_blocks: uint64 tokens with int32 lines of each side, k >= 1");
+        goto done;
+    }
+    Py_ssize_t ns = s_n - k + 1 > 0 ? s_n - k + 1 : 0, nr = r_n - k + 1 > 0 ? r_n - k + 1 : 0;
+    s_seq = malloc((ns ? ns : 1) * 8);
+    r_seq = malloc((nr ? nr : 1) * 8);
+    if (!s_seq || !r_seq) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    const uint64_t *st = stb.buf, *rt = rtb.buf;
+    const int32_t *sl = slb.buf, *rl = rlb.buf;
+    for (Py_ssize_t i = 0; i < ns; i++) s_seq[i] = shingle_hash(st + i, k);
+    for (Py_ssize_t j = 0; j < nr; j++) r_seq[j] = shingle_hash(rt + j, k);
+    runs = find_runs(s_seq, ns, r_seq, nr, &count);
+    blocks = malloc((count ? count : 1) * 4 * sizeof(Py_ssize_t));
+    if (!runs || !blocks) {
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t nb = 0;
+    for (Py_ssize_t t = 0; t < count; t++) {
+        Py_ssize_t i = runs[3 * t], j = runs[3 * t + 1], n = runs[3 * t + 2];
+        /* a config's leaves are tokenised in key order: its lines need not increase */
+        int32_t s_lo = sl[i], s_hi = sl[i], r_lo = rl[j], r_hi = rl[j];
+        for (Py_ssize_t x = i; x <= i + n + k - 2; x++) {
+            if (sl[x] < s_lo) s_lo = sl[x];
+            if (sl[x] > s_hi) s_hi = sl[x];
+        }
+        for (Py_ssize_t x = j; x <= j + n + k - 2; x++) {
+            if (rl[x] < r_lo) r_lo = rl[x];
+            if (rl[x] > r_hi) r_hi = rl[x];
+        }
+        Py_ssize_t *last = nb ? blocks + 4 * (nb - 1) : NULL;
+        if (last && s_lo <= last[1] + 1 && r_lo <= last[3] + 1 && r_lo >= last[2]) {
+            if (s_hi > last[1]) last[1] = s_hi;
+            if (r_hi > last[3]) last[3] = r_hi;
+        } else {
+            Py_ssize_t *b = blocks + 4 * nb++;
+            b[0] = s_lo;
+            b[1] = s_hi;
+            b[2] = r_lo;
+            b[3] = r_hi;
+        }
+    }
+    if (!(out = PyList_New(nb))) goto done;
+    for (Py_ssize_t t = 0; t < nb; t++) {
+        Py_ssize_t *b = blocks + 4 * t;
+        PyObject *block = Py_BuildValue("(nnnn)", b[0], b[1], b[2], b[3]);
+        if (!block) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyList_SET_ITEM(out, t, block);
+    }
+done:
+    free(s_seq);
+    free(r_seq);
+    free(runs);
+    free(blocks);
+    PyBuffer_Release(&stb);
+    PyBuffer_Release(&slb);
+    PyBuffer_Release(&rtb);
+    PyBuffer_Release(&rlb);
     return out;
 }
 
@@ -1030,6 +1129,7 @@ static PyMethodDef methods[] = {
     {"band_query", band_query, METH_VARARGS, "LSH candidates (query row, id) of a band table, sorted, unique."},
     {"filter_candidates", filter_candidates, METH_VARARGS, "LSH pairs of the same level whose low bytes agree enough."},
     {"agreement", agreement, METH_VARARGS, "Equal bytes of pairs of rows of two uint8 matrices."},
+    {"aligned_blocks", aligned_blocks, METH_VARARGS, "Aligned line ranges of two token ranges, merged."},
     {"aligned_runs", aligned_runs, METH_VARARGS, "Greedy monotone runs (i, j, n) of equal values of two sequences."},
     {"intersection_sizes", intersection_sizes, METH_VARARGS, "Intersection size of a sorted set with each slice of flat."},
     {"verify_groups", verify_groups, METH_VARARGS, "scanner.match._verify_groups for the candidates of one reference."},

@@ -76,6 +76,29 @@ def aligned_runs(s_seq: np.ndarray, r_seq: np.ndarray) -> list[tuple[int, int, i
     return runs
 
 
+def aligned_blocks(s_tokens: np.ndarray, s_lines: np.ndarray, r_tokens: np.ndarray, r_lines: np.ndarray,
+                   k: int) -> list[tuple[int, int, int, int]]:
+    """Aligned line ranges (start, end, ref_start, ref_end) of two token ranges (their tokens and the
+    line of each): the aligned_runs of their shingles, each as the lines its tokens span, runs that
+    continue on the same or next line on both sides merged."""
+    if _compiled is not None:
+        return _compiled.aligned_blocks(np.ascontiguousarray(s_tokens, dtype=np.uint64),
+                                        np.ascontiguousarray(s_lines, dtype=np.int32),
+                                        np.ascontiguousarray(r_tokens, dtype=np.uint64),
+                                        np.ascontiguousarray(r_lines, dtype=np.int32), k)
+    blocks: list[list[int]] = []
+    for i, j, n in aligned_runs(shingle_hashes(s_tokens, k), shingle_hashes(r_tokens, k)):
+        # A config's leaves are tokenised in key order (scanner.configs): its lines need not increase.
+        s_span, r_span = s_lines[i:i + n + k - 1], r_lines[j:j + n + k - 1]
+        block = [int(s_span.min()), int(s_span.max()), int(r_span.min()), int(r_span.max())]
+        last = blocks[-1] if blocks else None
+        if last and block[0] <= last[1] + 1 and block[2] <= last[3] + 1 and block[2] >= last[2]:
+            last[1], last[3] = max(last[1], block[1]), max(last[3], block[3])
+        else:
+            blocks.append(block)
+    return [tuple(b) for b in blocks]
+
+
 def intersections_at(a: np.ndarray, flat: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     """int64: |a & flat[start:start + size]| for each (start, size); a and every such slice are
     sorted arrays of distinct values."""

@@ -390,6 +390,27 @@ def test_aligned_runs_intersections_and_sorted_unique_are_python(nativec):
         assert np.array_equal(shingles.sorted_unique(values), np.unique(values))
 
 
+def test_aligned_blocks_are_python(nativec):
+    """Aligned line ranges: shared blocks, reorderings, repeats, lines that do not increase (configs)."""
+    rng = np.random.default_rng(13)
+    for trial in range(400):
+        alphabet = int(rng.integers(2, 30))
+        s_tok = rng.integers(0, alphabet, int(rng.integers(0, 150))).astype(np.uint64)
+        r_tok = rng.integers(0, alphabet, int(rng.integers(0, 150))).astype(np.uint64)
+        if len(s_tok) > 40 and rng.random() < 0.7:  # a copied block, maybe two
+            r_tok = np.concatenate([r_tok[:20], s_tok[5:35], r_tok[20:], s_tok[:10]])
+        lines = [np.cumsum(rng.integers(0, 3, len(t))).astype(np.int32) + 1 for t in (s_tok, r_tok)]
+        if rng.random() < 0.3:  # a config: lines in key order, not increasing
+            lines = [rng.permutation(x).astype(np.int32) for x in lines]
+        for k in (1, 3, 5):
+            compiled = shingles.aligned_blocks(s_tok, lines[0], r_tok, lines[1], k)
+            python = python_twin(shingles, shingles.aligned_blocks, s_tok, lines[0], r_tok, lines[1], k)
+            assert compiled == python, (trial, k)
+    tokens, five_lines = np.arange(6, dtype=np.uint64), np.arange(5, dtype=np.int32)
+    with pytest.raises(ValueError):  # a line per token on each side
+        nativec.aligned_blocks(tokens, five_lines, tokens, np.arange(6, dtype=np.int32), 5)
+
+
 def test_shingle_hashes_are_numpy(nativec):
     rng = np.random.default_rng(5)
     for n in (0, 1, 4, 5, 6, 1000):

@@ -5,12 +5,16 @@
  *   nested_signatures(hashes32, owner, parent, a, b, out) -> None   (MinHasher.nested_signatures)
  *   shingle_hashes(tokens, k) -> bytearray of uint64 (one per window of k tokens)
  *   segment_unique(values, ends) -> (bytearray of uint64, bytearray of int64)   (shingles.segment_unique)
- *   range_sets(tokens, starts, ends, k) -> (bytearray of uint64, bytearray of int64 sizes)   (shingles.RangeSets)
+ *   range_sets(tokens, starts, ends, k) -> (bytearray of uint64, bytearray of int64 sizes)   (shingles.range_sets)
+ *   RangeSets(tokens, starts, ends, k).intersections(ids, *queries) -> tuple of int64 bytearrays   (shingles.RangeSets)
+ *   verify_groups(abstract_sets, concrete_sets, member_reps, member_fids, reps, q_abstract, q_informative,
+ *                 q_concrete, min_similarity, min_shared, boilerplate_min_concrete, config)
+ *       -> None or (float64 similarities, float64 concrete similarities, int64 fragment ids)   (scanner.match._verify_groups)
  *   band_query(keys, ids, qkeys, bands) -> (bytearray of int64 rows, of int64 ids)   (lsh.BandTable.query)
  *   agreement(ref, ref_rows, query, q_rows, width) -> bytearray of int16   (lsh.agreement)
  *   filter_candidates(rows, fids, levels, q_levels, sig_row, ref, query, width, need) -> (int64, int64)   (lsh.filter_candidates)
  *   aligned_runs(s_seq, r_seq) -> list of (i, j, n)   (shingles.aligned_runs)
- *   aligned_blocks(s_tokens, s_lines, r_tokens, r_lines, k) -> list of (start, end, ref_start, ref_end)
+ *   aligned_blocks(s_tokens, s_lines, r_tokens, r_lines, k) -> list of (start, end, ref_start, ref_end)   (shingles.aligned_blocks)
  *   intersection_sizes(a, flat, starts, sizes) -> bytearray of int64   (shingles.intersections_at)
  *
  * hashes32: uint32 buffer of shingle hashes; a, b: uint32 permutation parameters (num_perm each);

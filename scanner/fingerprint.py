@@ -21,7 +21,7 @@ from scanner.configs import is_config, is_model_config
 from scanner.parse import Fragment, ParsedUnit, parse_unit
 from scanner.walk import SourceUnit
 from signatures.minhash import MinHasher, to_hash32
-from signatures.shingles import segment_unique, shingle_hashes, sorted_unique, token_hashes
+from signatures.shingles import range_index, segment_unique, shingle_hashes, sorted_unique, token_hashes
 
 # Below this much source, a pool costs more to start than it saves.
 _POOL_MIN_BYTES = 2 * 1024 * 1024
@@ -255,9 +255,8 @@ def _reference_extras(unit: ParsedUnit, prints: UnitPrints, params: Params) -> N
     starts = np.asarray([frags[fi].tok_start for fi in functions], dtype=np.int64)
     stops = np.maximum(starts, np.asarray([frags[fi].tok_end - k + 1 for fi in functions], dtype=np.int64))
     lengths = stops - starts
-    firsts = np.cumsum(lengths) - lengths
-    at = np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(starts - firsts, lengths)
-    prints.function_shingles, prints.function_ends = segment_unique(shingle_hashes(abs_tok, k)[at], firsts + lengths)
+    prints.function_shingles, prints.function_ends = segment_unique(shingle_hashes(abs_tok, k)[range_index(starts, lengths)],
+                                                                    np.cumsum(lengths))
     unit.fragments = []
 
 

@@ -169,9 +169,6 @@ class ReferenceCorpus:
         """The reference fragment's own "Copied from ..." comment, if any."""
         return self.refs[loc.ref].copied_note(loc.frag)
 
-    def informative(self, shingles: np.ndarray) -> np.ndarray:
-        return shingles[self._not_common(shingles)]
-
     def _not_common(self, shingles: np.ndarray) -> np.ndarray:
         common = self.common  # sorted
         if len(common) == 0 or len(shingles) == 0:
@@ -417,12 +414,12 @@ def _verify_groups(corpus: ReferenceCorpus, s_sets: ShingleSets, pos: np.ndarray
                    config: bool) -> Verified | None:
     p = corpus.params
     ref_pos = int(pos[0]) if len(pos) else 0
-    abstract, concrete = corpus.range_sets(ref_pos, "abstract"), corpus.range_sets(ref_pos, "concrete")
-    if _compiled is not None and abstract.native is not None and (pos == ref_pos).all():
+    native = corpus.range_sets(ref_pos, "abstract").native, corpus.range_sets(ref_pos, "concrete").native
+    if _compiled is not None and None not in native and (pos == ref_pos).all():
         # The compiled twin, for the usual batch: candidates of one reference.
         ref = corpus.refs[ref_pos]
         out = _compiled.verify_groups(
-            abstract.native, concrete.native, ref.member_reps, ref.member_fids, np.ascontiguousarray(reps, dtype=np.int64),
+            *native, ref.member_reps, ref.member_fids, np.ascontiguousarray(reps, dtype=np.int64),
             s_sets.abstract, s_sets.informative, s_sets.concrete, p.min_similarity, p.min_shared,
             p.boilerplate_min_concrete, config)
         if out is None:

@@ -21,6 +21,7 @@ from scanner.fingerprint import Params, UnitPrints
 from scanner.licenses import Copyright
 from scanner.parse import Fragment
 from signatures.lsh import BandTable, band_keys, band_params
+from signatures.shingles import range_index
 from signatures.store import StoredReference
 
 KINDS = ("module", "cell", "class", "function", "method", "section")  # codes are stored: append only
@@ -297,9 +298,7 @@ class Reference:
         keys = np.asarray(reps).astype(member_reps.dtype)
         lo, hi = member_reps.searchsorted(keys, "left"), member_reps.searchsorted(keys, "right")
         counts = hi - lo
-        # lo[g], lo[g] + 1, ..., hi[g] - 1 for each group g, end to end.
-        at = np.arange(int(counts.sum()), dtype=np.int64) + np.repeat(lo - (np.cumsum(counts) - counts), counts)
-        return self.member_fids[at].astype(np.int64), counts
+        return self.member_fids[range_index(lo, counts)].astype(np.int64), counts
 
     @cached_property
     def rank_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -281,6 +281,14 @@ static Py_ssize_t sort_unique(uint64_t *v, Py_ssize_t lo, Py_ssize_t hi, Py_ssiz
     return w;
 }
 
+/* The distinct shingle hashes of the n tokens at t, sorted, written at v[w:] (room for n - k + 1 values
+ * there); returns the new end. */
+static Py_ssize_t range_set(const uint64_t *t, Py_ssize_t n, Py_ssize_t k, uint64_t *v, Py_ssize_t w) {
+    Py_ssize_t windows = n - k + 1 > 0 ? n - k + 1 : 0;
+    for (Py_ssize_t i = 0; i < windows; i++) v[w + i] = shingle_hash(t + i, k);
+    return sort_unique(v, w, w + windows, w);
+}
+
 /* shingles.segment_unique: each run of values (ends[i]: where run i ends) sorted, repeats dropped. */
 
 static PyObject *segment_unique(PyObject *self, PyObject *args) {
@@ -346,10 +354,8 @@ static PyObject *range_sets(PyObject *self, PyObject *args) {
     Py_ssize_t w = 0;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t r = 0; r < ranges; r++) {
-        Py_ssize_t lo = w, n = ends[r] - starts[r] - k + 1;
-        if (n < 0) n = 0;
-        for (Py_ssize_t i = 0; i < n; i++) v[lo + i] = shingle_hash(t + starts[r] + i, k);
-        w = sort_unique(v, lo, lo + n, w);
+        Py_ssize_t lo = w;
+        w = range_set(t + starts[r], ends[r] - starts[r], k, v, w);
         sizes[r] = w - lo;
     }
     Py_END_ALLOW_THREADS
@@ -898,10 +904,8 @@ static const uint64_t *set_of(SetCache *c, Py_ssize_t r) {
             c->arena = grown;
             c->cap = cap;
         }
-        const uint64_t *t = (const uint64_t *)c->tokens.buf + c->starts[r];
-        uint64_t *v = c->arena + c->used;
-        for (Py_ssize_t i = 0; i < n; i++) v[i] = shingle_hash(t + i, c->k);
-        Py_ssize_t w = sort_unique(c->arena, c->used, c->used + n, c->used);
+        Py_ssize_t w = range_set((const uint64_t *)c->tokens.buf + c->starts[r], c->ends[r] - c->starts[r], c->k,
+                                 c->arena, c->used);
         c->at[r] = c->used;
         c->size[r] = w - c->used;
         c->used = w;

@@ -14,7 +14,7 @@ from functools import lru_cache
 import numpy as np
 
 from signatures import compiled
-from signatures.shingles import fmix64
+from signatures.shingles import fmix64, range_index
 
 _compiled = compiled()  # compiled twins of BandTable.query and agreement (signatures/_native.c), or None
 
@@ -104,11 +104,8 @@ class BandTable:
                 continue
             lo = lo[hit]
             c = np.searchsorted(keys, q[hit], side="right") - lo
-            total = int(c.sum())
-            starts = np.repeat(lo, c)
-            offsets = np.arange(total) - np.repeat(np.cumsum(c) - c, c)
             q_rows.append(np.repeat(hit, c))
-            found.append(self.ids[j][starts + offsets])
+            found.append(self.ids[j][range_index(lo, c)])
         if not q_rows:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
         pairs = np.concatenate(q_rows).astype(np.int64) << 32 | np.concatenate(found).astype(np.int64)

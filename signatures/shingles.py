@@ -76,6 +76,13 @@ def aligned_runs(s_seq: np.ndarray, r_seq: np.ndarray) -> list[tuple[int, int, i
     return runs
 
 
+def range_index(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """int64 indices starts[0] .. starts[0] + lengths[0] - 1, then those of the next range, end to end."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    firsts = np.cumsum(lengths) - lengths  # where each range begins in the result
+    return np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(np.asarray(starts, dtype=np.int64) - firsts, lengths)
+
+
 def aligned_blocks(s_tokens: np.ndarray, s_lines: np.ndarray, r_tokens: np.ndarray, r_lines: np.ndarray,
                    k: int) -> list[tuple[int, int, int, int]]:
     """Aligned line ranges (start, end, ref_start, ref_end) of two token ranges (their tokens and the
@@ -111,7 +118,7 @@ def intersections_at(a: np.ndarray, flat: np.ndarray, starts: np.ndarray, sizes:
                                                           np.ascontiguousarray(flat, dtype=np.uint64), starts, sizes),
                              dtype=np.int64)
     owner = np.repeat(np.arange(len(sizes)), sizes)
-    values = flat[np.repeat(starts - np.cumsum(sizes) + sizes, sizes) + np.arange(int(sizes.sum()))]
+    values = flat[range_index(starts, sizes)]
     at = a.searchsorted(values)
     at[at == len(a)] = 0
     return np.bincount(owner, weights=a[at] == values, minlength=len(sizes)).astype(np.int64)

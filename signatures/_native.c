@@ -374,8 +374,9 @@ done:
  * each query row in order, the ids found under its key in any band, sorted, unique.
  *
  * A binary search per query and band is a cache miss per step on a large table; instead each band's
- * query keys are sorted and merged with the band's keys (sequential reads). The (row, id) pairs go
- * to per-row lists (counted first, then filled), deduplicated with a stamp per id, then sorted. */
+ * query keys are sorted and merged with the band's keys, galloping over the gaps (sequential reads
+ * for a whole scan's queries, O(q log n) for one file's). The (row, id) pairs go
+ * to per-row lists (counted first, then filled), then sorted and deduplicated per row. */
 typedef struct {
     uint64_t key;
     int64_t row;
@@ -385,11 +386,29 @@ typedef struct {
 DEFINE_SORT(sort_qkeys, QKey, LESS_KEY)
 
 /* One band: sorted query keys against sorted keys; count (fill == NULL) or fill each row's list. */
+/* The first position at or after a in band (sorted) whose key is not below key: galloping, so that a
+ * few queries (one file's, in a fingerprinting worker) cost O(q log n), not a walk of the band. */
+static Py_ssize_t gallop(const uint64_t *band, Py_ssize_t a, Py_ssize_t n, uint64_t key) {
+    Py_ssize_t step = 1, hi = a;
+    while (hi < n && band[hi] < key) {
+        a = hi + 1;
+        hi += step;
+        step <<= 1;
+    }
+    if (hi > n) hi = n;
+    while (a < hi) { /* band[a - 1] < key (or a is where we started); band[hi] >= key or hi == n */
+        Py_ssize_t mid = a + (hi - a) / 2;
+        if (band[mid] < key) a = mid + 1;
+        else hi = mid;
+    }
+    return a;
+}
+
 static void band_merge(const uint64_t *band, const int32_t *ids, Py_ssize_t n, const QKey *qs, Py_ssize_t q,
                        int64_t *count, int32_t *fill, int64_t *next) {
     Py_ssize_t a = 0, b = 0;
     while (a < n && b < q) {
-        if (band[a] < qs[b].key) a++;
+        if (band[a] < qs[b].key) a = gallop(band, a, n, qs[b].key);
         else if (band[a] > qs[b].key) b++;
         else {
             uint64_t key = band[a];
@@ -415,7 +434,7 @@ static PyObject *band_query(PyObject *self, PyObject *args) {
     PyObject *rows_out = NULL, *ids_out = NULL, *result = NULL;
     QKey *qs = NULL;
     int64_t *start = NULL, *next = NULL;
-    int32_t *all = NULL, *stamp = NULL;
+    int32_t *all = NULL;
     Py_ssize_t n = bands > 0 ? keys.len / 8 / bands : 0, q = bands > 0 ? qkeys.len / 8 / bands : 0;
     if (bands < 1 || keys.len != (Py_ssize_t)(n * bands * 8) || ids.len != n * bands * 4 || qkeys.len != q * bands * 8) {
         PyErr_SetString(PyExc_ValueError, "band_query: uint64 keys and int32 ids of bands x n, uint64 qkeys of q x bands");
@@ -423,19 +442,10 @@ static PyObject *band_query(PyObject *self, PyObject *args) {
     }
     const uint64_t *k = keys.buf, *qk = qkeys.buf;
     const int32_t *id = ids.buf;
-    int32_t max_id = -1;
-    for (Py_ssize_t t = 0; t < n * bands; t++) {
-        if (id[t] < 0) {
-            PyErr_SetString(PyExc_ValueError, "band_query: negative id");
-            goto done;
-        }
-        if (id[t] > max_id) max_id = id[t];
-    }
     qs = malloc((q ? q : 1) * bands * sizeof(QKey));
     start = calloc(q + 1, 8);
     next = malloc((q + 1) * 8);
-    stamp = malloc(((size_t)max_id + 2) * 4);
-    if (!qs || !start || !next || !stamp) goto nomem;
+    if (!qs || !start || !next) goto nomem;
     for (Py_ssize_t j = 0; j < bands; j++) {
         QKey *band_qs = qs + j * q;
         for (Py_ssize_t i = 0; i < q; i++) {
@@ -450,19 +460,20 @@ static PyObject *band_query(PyObject *self, PyObject *args) {
     if (!all) goto nomem;
     memcpy(next, start, (q + 1) * 8);
     for (Py_ssize_t j = 0; j < bands; j++) band_merge(k + j * n, id + j * n, n, qs + j * q, q, NULL, all, next);
-    /* Per row: drop repeats (a stamp per id), sort; compacted in place, row by row. */
-    for (Py_ssize_t t = 0; t <= max_id; t++) stamp[t] = -1;
+    /* Per row: sort, drop repeats; compacted in place, row by row. Only the ids found are read,
+     * so only they are checked (a table's other ids cost nothing per query). */
     Py_ssize_t w = 0;
     for (Py_ssize_t i = 0; i < q; i++) {
         Py_ssize_t row_start = w;
+        sort_i32(all + start[i], start[i + 1] - start[i]);
         for (int64_t t = start[i]; t < start[i + 1]; t++) {
             int32_t v = all[t];
-            if (stamp[v] != (int32_t)i) {
-                stamp[v] = (int32_t)i;
-                all[w++] = v;
+            if (v < 0) {
+                PyErr_SetString(PyExc_ValueError, "band_query: negative id");
+                goto done;
             }
+            if (w == row_start || all[w - 1] != v) all[w++] = v;
         }
-        sort_i32(all + row_start, w - row_start);
         next[i] = w; /* end of row i's unique ids */
     }
     rows_out = PyByteArray_FromStringAndSize(NULL, w * 8);
@@ -485,7 +496,6 @@ done:
     free(start);
     free(next);
     free(all);
-    free(stamp);
     Py_XDECREF(rows_out);
     Py_XDECREF(ids_out);
     PyBuffer_Release(&keys);

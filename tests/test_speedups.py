@@ -332,6 +332,22 @@ def test_band_query_and_agreement_are_numpy(nativec):
         numpy_values = python_twin(lsh, table.query, qkeys)
         assert compiled[0].dtype == compiled[1].dtype == np.int64
         assert np.array_equal(compiled[0], numpy_values[0]) and np.array_equal(compiled[1], numpy_values[1]), (n, q)
+    # A large table and a few queries (one file's, as the hook sends): the merge gallops over the gaps.
+    n, bands = 20_000, 8
+    keys = rng.integers(0, 2**62, (n, bands)).astype(np.uint64)
+    keys[rng.integers(0, n, 2000)] = keys[rng.integers(0, n, 2000)]  # some repeated keys
+    table = lsh.BandTable.build(keys, np.arange(n, dtype=np.int32))
+    for q in (1, 3, 40):
+        qkeys = rng.integers(0, 2**62, (q, bands)).astype(np.uint64)
+        hits = rng.random((q, bands)) < 0.5
+        qkeys[hits] = keys[rng.integers(0, n, q), :][:, :bands][hits]  # a key of the table, in its band
+        qkeys[0, 0] = table.keys[0, -1]  # the last key of a band
+        compiled, numpy_values = table.query(qkeys), python_twin(lsh, table.query, qkeys)
+        assert len(compiled[0]) >= q and np.array_equal(compiled[0], numpy_values[0])
+        assert np.array_equal(compiled[1], numpy_values[1])
+    with pytest.raises(ValueError):  # a negative id that a query finds is refused, not used
+        bad = lsh.BandTable(table.keys, np.where(table.ids == table.ids[0, 0], -1, table.ids).astype(np.int32))
+        bad.query(table.keys[:, :1].T.copy())
     width = 128
     ref, query = rng.integers(0, 4, (300, width), dtype=np.uint8), rng.integers(0, 4, (40, width), dtype=np.uint8)
     ref_rows, query_rows = rng.integers(0, 300, 5000), rng.integers(0, 40, 5000)

@@ -273,6 +273,13 @@ def find_matches(units: list[ParsedUnit], prints: list[UnitPrints], corpus: Refe
     With workers > 1 and enough candidates, units are verified in forked processes that share
     the loaded references (memory-mapped, copy-on-write); results keep the input order.
     """
+    return list(iter_matches(units, prints, corpus, progress, workers))
+
+
+def iter_matches(units: list[ParsedUnit], prints: list[UnitPrints], corpus: ReferenceCorpus,
+                 progress=None, workers: int = 1):
+    """find_matches' matches, each as soon as its unit is verified: the caller's work on them
+    runs while the workers verify the next units."""
     p = corpus.params
     # One batched LSH lookup for every eligible fragment of the scan.
     owners = [(ui, int(fi)) for ui, pr in enumerate(prints) for fi in pr.eligible]
@@ -292,19 +299,16 @@ def find_matches(units: list[ParsedUnit], prints: list[UnitPrints], corpus: Refe
         if workers > 1 and len(order) > 1 and load >= _PARALLEL_MIN_CANDIDATES:
             import multiprocessing
 
-            results: list[Match] = []
             with multiprocessing.get_context("fork").Pool(workers) as pool:
                 for done, found in enumerate(pool.imap(_match_unit, order, chunksize=max(1, len(order) // (workers * 8)))):
-                    results.extend(found)
+                    yield from found
                     if progress is not None:
                         progress(done + 1, len(order))
-            return results
-        results = []
+            return
         for done, ui in enumerate(order):
-            results.extend(_match_unit(ui))
+            yield from _match_unit(ui)
             if progress is not None:
                 progress(done + 1, len(order))
-        return results
     finally:
         _JOB = None
 

@@ -9,6 +9,7 @@ import json
 import re
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -29,7 +30,7 @@ from scanner.attribute import (
 from scanner.errors import UsageError
 from scanner.fingerprint import Params, UnitPrints, default_workers, fingerprint_sources
 from scanner.licenses import REPO_LICENSE_FILE_RE, LicenseInfo, analyse, holders_match
-from scanner.match import Match, ReferenceCorpus, RefLoc, descendants, find_matches
+from scanner.match import Match, ReferenceCorpus, RefLoc, descendants, iter_matches
 from scanner.parse import Fragment, ParsedUnit
 from scanner.reference import Reference, build_stored
 from scanner.suppress import apply_inline
@@ -330,12 +331,19 @@ def scan(source: str, references: list[tuple[str | None, str]], options: ScanOpt
     refs, redis_store = load_references(references, options, status)
     corpus = ReferenceCorpus(options.params, refs, redis_store)
     progress = (lambda done, total: status("matching", done, total)) if status else None
-    matches = find_matches(scanned.units, scanned.prints, corpus, progress,
-                           workers=options.workers if options.workers is not None else default_workers())
     # A model's config.json is judged by its architecture (config-copy), not as text.
     model_configs = {c["path"] for c in scanned.artifacts.configs}
-    matches = [m for m in matches if scanned.units[m.unit].path not in model_configs]
-    findings = _copy_findings(scanned, corpus, matches)
+    matches: list[Match] = []
+
+    def kept():
+        for m in iter_matches(scanned.units, scanned.prints, corpus, progress,
+                              workers=options.workers if options.workers is not None else default_workers()):
+            if scanned.units[m.unit].path not in model_configs:
+                matches.append(m)
+                yield m
+
+    # Findings are made as the matches come (the workers go on verifying meanwhile).
+    findings = _copy_findings(scanned, corpus, kept())
     findings += _notice_findings(scanned, corpus, matches, findings)
     findings += _artifact_findings(scanned, corpus)
     if options.missing_license:
@@ -438,7 +446,7 @@ def _ref_location(corpus: ReferenceCorpus, loc: RefLoc, with_notice: bool = True
                     {"line": note[0], "text": note[1]} if note else None)
 
 
-def _copy_findings(scanned: Tree, corpus: ReferenceCorpus, matches: list[Match]) -> list[Finding]:
+def _copy_findings(scanned: Tree, corpus: ReferenceCorpus, matches: Iterable[Match]) -> list[Finding]:
     terms = [r.terms() for r in corpus.refs]
     # The same few copies are listed by many findings: each Location is built once (none is changed).
     where = lru_cache(maxsize=None)(lambda loc, with_notice=True: _ref_location(corpus, loc, with_notice))

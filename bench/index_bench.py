@@ -8,6 +8,11 @@ transformers==4.46.3 (100 of its modeling files: the worst-case scanned reposito
 its platform package from npm. Index builds and jscpd runs alternate, so both see the same
 machine load; medians are reported. Peak RSS is the sum over the whole process tree (our
 workers included), sampled every 20 ms. Writes bench/results/index_bench.json.
+
+Cold and warm: every build and scan that the targets are judged on starts without the cache of
+parse results (scanner.parsecache: it is deleted before each run, and the run fills it, as a
+first run does). Warm runs (the same build or scan again, with the parses kept) and the build of
+the previous release after this one's are reported beside them.
 """
 
 from __future__ import annotations
@@ -88,10 +93,19 @@ def ensure_jscpd() -> Path:
     return binary
 
 
+def forget_parses() -> None:
+    """Delete the cache of parse results: the next run starts cold."""
+    from scanner.parsecache import FILE_NAME
+
+    for suffix in ("", "-wal", "-shm"):
+        (CACHE / "provscan" / f"{FILE_NAME}{suffix}").unlink(missing_ok=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--version", default="5.24.0")
+    ap.add_argument("--previous", default="5.23.0", help="the release built after VERSION's parses are kept")
     args = ap.parse_args()
     env = {"PROVSCAN_CACHE_DIR": str(CACHE / "provscan")}
     os.environ.update(env)
@@ -132,6 +146,7 @@ def main() -> None:
     index = work / "idx-0"
     for r in range(args.runs):
         index = work / f"idx-{r}"
+        forget_parses()
         wall, rss, proc = timed(provscan("index", "add", "transformers", reference, "--index", str(index)), env)
         if proc.returncode != 0:
             sys.exit(proc.stderr)
@@ -143,6 +158,33 @@ def main() -> None:
             sys.exit(proc.stderr)
         jscpd_runs.append((wall, rss))
     index_bytes = sum(f.stat().st_size for f in index.rglob("*") if f.is_file())
+    # Warm: the same build with this release's parses kept (the last cold build kept them); then
+    # the previous release, as a team indexing a second version does.
+    warm_builds = []
+    for r in range(args.runs):
+        wall, rss, proc = timed(provscan("index", "add", "transformers", reference, "--index", str(work / f"warm-{r}")), env)
+        if proc.returncode != 0:
+            sys.exit(proc.stderr)
+        warm_builds.append(wall)
+    from scanner.parsecache import FILE_NAME
+
+    parse_cache_mib = (CACHE / "provscan" / FILE_NAME).stat().st_size / 2**20
+    previous = f"pypi:transformers=={args.previous}"
+    prev_root = acquire(previous).root
+    import hashlib
+
+    known = {hashlib.sha256(f.read_bytes()).digest() for f in py_files}
+    prev_files = sorted(prev_root.rglob("*.py"))
+    unchanged = sum(hashlib.sha256(f.read_bytes()).digest() in known for f in prev_files)
+    wall, _, proc = timed(provscan("index", "add", "previous", previous, "--index", str(work / "previous")), env)
+    if proc.returncode != 0:
+        sys.exit(proc.stderr)
+    previous_build = wall
+    forget_parses()
+    wall, _, proc = timed(provscan("index", "add", "previous", previous, "--index", str(work / "previous-cold")), env)
+    if proc.returncode != 0:
+        sys.exit(proc.stderr)
+    previous_cold = wall
 
     # Load and query, in process.
     import numpy as np
@@ -186,18 +228,29 @@ def main() -> None:
         corpus.candidates(t_sigs, t_levels)
         typical_rates.append(len(t_sigs) / (time.perf_counter() - t))
 
-    def scan_runs(repo: Path) -> tuple[list[tuple[float, int]], dict]:
+    def scan_runs(repo: Path, warm: bool) -> tuple[list[tuple[float, int]], dict]:
+        """Five scans: each cold (no parse kept), or each warm (after one that kept them)."""
         runs = []
-        for _ in range(5):
+        forget_parses()
+        for r in range(5 + warm):
+            if not warm:
+                forget_parses()
             wall, rss, proc = timed(provscan("scan", str(repo), "--index", str(index), "--format", "json",
                                              "--fail-on", "never"), env)
             if proc.returncode != 0:
                 sys.exit(proc.stderr)
-            runs.append((wall, rss))
+            if r or not warm:
+                runs.append((wall, rss))
         return runs, json.loads(proc.stdout)
 
-    scans, report = scan_runs(scan_repo)
-    typical, typical_report = scan_runs(typical_repo)
+    scans, report = scan_runs(scan_repo, warm=False)
+    typical, typical_report = scan_runs(typical_repo, warm=False)
+    warm_scans, warm_report = scan_runs(scan_repo, warm=True)
+    warm_typical, _ = scan_runs(typical_repo, warm=True)
+    for a, b in ((report, warm_report),):
+        a["summary"].pop("elapsed_s", None), b["summary"].pop("elapsed_s", None)
+        if a != b:
+            sys.exit("a warm scan's report differs from the cold scan's")
 
     med = statistics.median
     result = {
@@ -219,6 +272,14 @@ def main() -> None:
         "scan100_vllm_wall_s": [round(w, 2) for w, _ in typical],
         "scan100_vllm_wall_s_median": round(med(w for w, _ in typical), 2),
         "scan100_vllm_findings": typical_report["summary"]["findings_by_kind"],
+        "warm_build_wall_s": [round(w, 2) for w in warm_builds],
+        "warm_build_wall_s_median": round(med(warm_builds), 2),
+        "parse_cache_mib": round(parse_cache_mib, 1),
+        "previous_release": previous, "previous_py_files": len(prev_files), "previous_unchanged_files": unchanged,
+        "previous_build_after_this_s": round(previous_build, 2), "previous_build_cold_s": round(previous_cold, 2),
+        "warm_scan100_wall_s": [round(w, 2) for w, _ in warm_scans],
+        "warm_scan100_wall_s_median": round(med(w for w, _ in warm_scans), 2),
+        "warm_scan100_vllm_wall_s_median": round(med(w for w, _ in warm_typical), 2),
     }
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "index_bench.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -233,6 +294,15 @@ def main() -> None:
     print(f"| LSH queries / s, the {len(t_sigs)} fragments of the typical repository | {result['typical_queries_per_s_median']} | | >= 20,000 |")
     print(f"| scan of 100 files, start-up included (median of 5) | {result['scan100_wall_s_median']} s | | <= 3 s |")
     print(f"| scan of 100 vllm model files, same (median of 5) | {result['scan100_vllm_wall_s_median']} s | | <= 3 s |")
+    print()
+    print("| with the parses kept (warm) | wall |")
+    print("|---|---|")
+    print(f"| the same build again (median of {args.runs}) | {result['warm_build_wall_s_median']} s |")
+    print(f"| {previous} ({unchanged} of {len(prev_files)} files unchanged), after {reference} | "
+          f"{result['previous_build_after_this_s']} s (cold: {result['previous_build_cold_s']} s) |")
+    print(f"| scan of 100 files again (median of 5) | {result['warm_scan100_wall_s_median']} s |")
+    print(f"| scan of 100 vllm model files again (median of 5) | {result['warm_scan100_vllm_wall_s_median']} s |")
+    print(f"| parse cache size | {result['parse_cache_mib']} MiB |")
     print(f"ratio build/jscpd: {result['build_to_jscpd_ratio']}; 100-file scan findings: {result['scan100_findings']}")
 
 

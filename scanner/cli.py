@@ -47,6 +47,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", metavar="PATH|URL",
                    help="reference index: a directory (default: the user cache) or redis://HOST:PORT/DB?prefix=NAME")
     p.add_argument("--cache-dir", metavar="DIR", help="where clones, downloads and fingerprints are kept")
+    p.add_argument("--no-parse-cache", action="store_true",
+                   help="parse every file afresh: do not use or add to the cache of parse results by content")
     p.add_argument("--max-file-size", type=_size, default=None, metavar="BYTES",
                    help="skip files larger than this (default 1MiB)")
     p.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
@@ -151,7 +153,8 @@ def _options(args, cfg=None):
     opts = ScanOptions(params=params, missing_license=bool(missing if missing is not None else cfg.missing_license),
                        cache_dir=Path(args.cache_dir) if args.cache_dir else None, timeout=args.timeout,
                        index=args.index or cfg.resolve(cfg.index), workers=args.workers, ignore=tuple(cfg.ignore),
-                       require_spdx=cfg.require_spdx, copyright_holders=tuple(cfg.copyright_holders))
+                       require_spdx=cfg.require_spdx, copyright_holders=tuple(cfg.copyright_holders),
+                       parse_cache=not getattr(args, "no_parse_cache", False))
     max_size = args.max_file_size if args.max_file_size is not None else cfg.max_file_size
     if max_size is not None:
         opts = replace(opts, max_file_size=max_size)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scanner.configs import is_config, is_model_config
-from scanner.parse import Fragment, ParsedUnit, parse_unit
+from scanner.parse import Fragment, ParsedUnit, Syntax, parse_syntax, parse_unit
 from scanner.walk import SourceUnit
 from signatures.minhash import MinHasher, to_hash32
 from signatures.shingles import range_index, segment_unique, shingle_hashes, sorted_unique, token_hashes
@@ -152,11 +152,12 @@ class Fingerprinted:
     prints: UnitPrints
     license: object | None  # scanner.licenses.LicenseInfo of the file's header (first cell only)
     architecture: dict | None = None  # a model config's architecture fields (scanner.configs)
+    syntax: Syntax | None = None  # the unit's parse result, when it was parsed (not from the parse cache)
 
 
-def _fingerprint_one(task: tuple[SourceUnit, Params, bool, bool]) -> Fingerprinted:
-    source, params, with_license, as_reference = task
-    arch = None
+def _fingerprint_one(task: tuple[SourceUnit, Params, bool, bool, Syntax | None]) -> Fingerprinted:
+    source, params, with_license, as_reference, syntax = task
+    arch = parsed = None
     if is_config(source.path):
         from scanner.configs import architecture, parse_config_unit
 
@@ -165,7 +166,9 @@ def _fingerprint_one(task: tuple[SourceUnit, Params, bool, bool]) -> Fingerprint
         if not is_model_config(arch):
             arch = None
     else:
-        unit = parse_unit(source, keep_imports=not as_reference)
+        if syntax is None:
+            syntax = parsed = parse_syntax(source.data, keep_imports=not as_reference)
+        unit = parse_unit(source, keep_imports=not as_reference, syntax=syntax)
     prints = fingerprint_unit(unit, params, _worker_cache(), _worker_hasher(params))
     unit.abstract, unit.concrete, unit.hashes = [], [], None
     info = None
@@ -177,7 +180,7 @@ def _fingerprint_one(task: tuple[SourceUnit, Params, bool, bool]) -> Fingerprint
         unit.text, unit.comments, unit.imports = "", [], []
     # The split lines (a cached property) would double what travels back: split again when needed.
     unit.__dict__.pop("line_texts", None)
-    return Fingerprinted(unit, prints, info, arch)
+    return Fingerprinted(unit, prints, info, arch, parsed)
 
 
 # Words that mark a notice: a comment block or docstring holding one is read whole, a line of code
@@ -286,20 +289,43 @@ def default_workers() -> int:
 
 
 def fingerprint_sources(sources: list[SourceUnit], params: Params, *, workers: int | None = None,
-                        progress=None, as_reference: bool = False) -> list[Fingerprinted]:
+                        progress=None, as_reference: bool = False, cache=None) -> list[Fingerprinted]:
     """Parse and fingerprint units on every core; the result is in input order.
 
     as_reference: also compute what a stored reference needs (reference_extras) and drop the
     texts, which a stored reference does not keep.
+    cache: a scanner.parsecache.ParseCache: Python files whose bytes it knows are not parsed
+    again, and the parse results of the others are added to it.
     """
     workers = default_workers() if workers is None else max(1, workers)
     first_cell = {}
     for i, s in enumerate(sources):
         first_cell.setdefault(s.path, i)
-    tasks = [(s, params, first_cell[s.path] == i, as_reference) for i, s in enumerate(sources)]
-    total_bytes = sum(len(s.data) for s in sources)
+    keys: list[bytes | None] = [None] * len(sources)
+    syntaxes: list[Syntax | None] = [None] * len(sources)
+    if cache is not None:
+        from scanner.parsecache import cache_key
+
+        python = [i for i, s in enumerate(sources) if not is_config(s.path)]
+        for i in python:
+            keys[i] = cache_key(sources[i].data, not as_reference)
+        for i, syntax in zip(python, cache.get([keys[i] for i in python], [len(sources[i].data) for i in python])):
+            syntaxes[i] = syntax
+    tasks = [(s, params, first_cell[s.path] == i, as_reference, syntaxes[i]) for i, s in enumerate(sources)]
+    out = _fingerprint_tasks(tasks, workers, progress)
+    if cache is not None:
+        # Notebook cells and repeated files share a key: each is written once.
+        new = {keys[i]: d.syntax for i, d in enumerate(out) if keys[i] is not None and d.syntax is not None}
+        cache.put(list(new.items()))
+        for d in out:
+            d.syntax = None
+    return out
+
+
+def _fingerprint_tasks(tasks: list, workers: int, progress) -> list[Fingerprinted]:
+    total_bytes = sum(len(task[0].data) for task in tasks)
     out: list[Fingerprinted] = []
-    if workers == 1 or len(sources) < _POOL_MIN_UNITS or total_bytes < _POOL_MIN_BYTES:
+    if workers == 1 or len(tasks) < _POOL_MIN_UNITS or total_bytes < _POOL_MIN_BYTES:
         for i, task in enumerate(tasks):
             out.append(_fingerprint_one(task))
             if progress and i % 50 == 0:
@@ -312,7 +338,7 @@ def fingerprint_sources(sources: list[SourceUnit], params: Params, *, workers: i
     # is left parsing one big file while the other idles at the end.
     # The tasks themselves are not sent either: the workers inherit them, and get their indices.
     context = multiprocessing.get_context("fork")
-    order = sorted(range(len(tasks)), key=lambda i: -len(sources[i].data))
+    order = sorted(range(len(tasks)), key=lambda i: -len(tasks[i][0].data))
     chunk = max(1, min(8, len(tasks) // (workers * 16) or 1))
     slots: list[Fingerprinted | None] = [None] * len(tasks)
     global _TASKS

@@ -381,15 +381,25 @@ def _lex_hashes(data: bytes, docstrings: list[tuple[int, int]]):
             np.frombuffer(lines, dtype=np.int32), comments)
 
 
-def parse_unit(unit: SourceUnit, tokens: bool = False, keep_imports: bool = True) -> ParsedUnit:
-    """Fragments, token channels and comments of one Python unit.
+@dataclass(frozen=True)
+class Syntax:
+    """What parse_unit takes from tree-sitter, as plain values: a function of the source bytes
+    alone (and of keep_imports), so it can be kept by content (scanner.parsecache) and the parse
+    skipped when the same bytes come again.
 
-    tokens: keep the token strings (the Python lexer), for inspection; otherwise the compiled
-    lexer, when built, gives the token hashes only. keep_imports: False leaves ParsedUnit.imports
-    empty (a stored reference does not keep them).
+    defs: (start byte, end byte, first line with decorators, last line, name, is a class), in
+    document order; docstrings: (first line, last line, start byte, end byte) of string-only first
+    statements, the module's first, then each definition's; imports: (line, module, names).
     """
-    data = unit.data
-    text, invalid = decode_source(data)
+
+    defs: tuple[tuple[int, int, int, int, str, bool], ...]
+    docstrings: tuple[tuple[int, int, int, int], ...]
+    imports: tuple[tuple[int, str, tuple[str, ...]], ...]
+    error_lines: tuple[int, ...]
+
+
+def parse_syntax(data: bytes, keep_imports: bool = True) -> Syntax:
+    """tree-sitter's part of parse_unit: definitions, docstrings, imports and syntax errors."""
     root = _parser().parse(data).root_node
     if root.has_error and b"#" in data:
         # tree-sitter-python mis-parses some valid code around comments (a comment line indented
@@ -402,20 +412,50 @@ def parse_unit(unit: SourceUnit, tokens: bool = False, keep_imports: bool = True
         if root.has_error:
             root = None
             root = _parser().parse(data).root_node
-    defs, import_nodes = structure(root, data, keep_imports)
+    def_nodes, import_nodes = structure(root, data, keep_imports)
     if not keep_imports:
         import_nodes = []  # a tree with errors: the query found them anyway
-    comments: list[tuple[int, str]] = []
     docstrings = []
-    for body in [root] + [d.child_by_field_name("body") for d in defs]:
+    for body in [root] + [d.child_by_field_name("body") for d in def_nodes]:
         first_statement = _first_statement(body)
         if (first_statement is not None and first_statement.type == "expression_statement"
                 and first_statement.named_child_count == 1
                 and first_statement.named_children[0].type in ("string", "concatenated_string")):
-            first, last = first_statement.start_point[0] + 1, first_statement.end_point[0] + 1
-            docstrings.append((first, last))
-            for offset, piece in enumerate(_text(first_statement).split("\n")):
-                comments.append((first + offset, piece))
+            docstrings.append((first_statement.start_point[0] + 1, first_statement.end_point[0] + 1,
+                               first_statement.start_byte, first_statement.end_byte))
+    defs = []
+    for node in def_nodes:
+        up = node.parent  # tree-sitter finds a parent by walking down from the root: ask once
+        outer = up if up is not None and up.type == "decorated_definition" else node
+        name_node = node.child_by_field_name("name")
+        # The last line is that of the node's last byte: a node that ends at column 0 (broken code
+        # whose definition swallowed a trailing line continuation) ends on the line before.
+        end_row, end_column = node.end_point
+        start_line = outer.start_point[0] + 1
+        defs.append((node.start_byte, node.end_byte, start_line, max(start_line, end_row + (1 if end_column else 0)),
+                     _text(name_node) if name_node is not None else "?", node.type == "class_definition"))
+    imports = [(imp.line, imp.module, imp.names) for node in import_nodes for imp in _imports(node)]
+    return Syntax(tuple(defs), tuple(docstrings), tuple(imports), tuple(error_lines(root)))
+
+
+def parse_unit(unit: SourceUnit, tokens: bool = False, keep_imports: bool = True,
+               syntax: Syntax | None = None) -> ParsedUnit:
+    """Fragments, token channels and comments of one Python unit.
+
+    tokens: keep the token strings (the Python lexer), for inspection; otherwise the compiled
+    lexer, when built, gives the token hashes only. keep_imports: False leaves ParsedUnit.imports
+    empty (a stored reference does not keep them). syntax: parse_syntax(unit.data, keep_imports),
+    when already known.
+    """
+    data = unit.data
+    text, invalid = decode_source(data)
+    if syntax is None:
+        syntax = parse_syntax(data, keep_imports)
+    comments: list[tuple[int, str]] = []
+    for first, _, start, end in syntax.docstrings:
+        for offset, piece in enumerate(data[start:end].decode("utf-8", errors="replace").split("\n")):
+            comments.append((first + offset, piece))
+    docstrings = [(first, last) for first, last, _, _ in syntax.docstrings]
     if _COMPILED is not None and not tokens:
         abs_hash, con_hash, lines, lexed_comments = _lex_hashes(data, docstrings)
         toks = _Tokens([], [], lines, lexed_comments)
@@ -427,28 +467,18 @@ def parse_unit(unit: SourceUnit, tokens: bool = False, keep_imports: bool = True
     lines = toks.lines
     n_lines = max(1, text.count("\n") + (0 if text.endswith("\n") else 1))
     fragments = [Fragment("cell" if unit.cell else "module", None, 1, n_lines, 0, n_tokens, None, 0)]
-    imports = [imp for node in import_nodes for imp in _imports(node)]
+    imports = [Import(line, module, names) for line, module, names in syntax.imports]
     # Definitions in document order; a stack of the open ones gives nesting and qualified names.
     # A definition owns the tokens of its lines: in Python no other statement shares them.
     stack: list[tuple[int, int, str]] = []  # (end byte, fragment index, name)
-    for node in defs:
-        up = node.parent  # tree-sitter finds a parent by walking down from the root: ask once
-        outer = up if up is not None and up.type == "decorated_definition" else node
-        while stack and stack[-1][0] <= node.start_byte:
+    for start_byte, end_byte, start_line, end_line, name, is_class in syntax.defs:
+        while stack and stack[-1][0] <= start_byte:
             stack.pop()
         parent = stack[-1][1] if stack else 0
-        name_node = node.child_by_field_name("name")
-        name = _text(name_node) if name_node is not None else "?"
-        kind = "class" if node.type == "class_definition" else (
-            "method" if fragments[parent].kind == "class" else "function")
-        # The last line is that of the node's last byte: a node that ends at column 0 (broken code
-        # whose definition swallowed a trailing line continuation) ends on the line before.
-        end_row, end_column = node.end_point
-        start_line = outer.start_point[0] + 1
-        end_line = max(start_line, end_row + (1 if end_column else 0))
+        kind = "class" if is_class else ("method" if fragments[parent].kind == "class" else "function")
         qualified = ".".join([entry[2] for entry in stack] + [name])
         fragments.append(Fragment(kind, qualified, start_line, end_line, 0, 0, parent, len(stack) + 1))
-        stack.append((node.end_byte, len(fragments) - 1, name))
+        stack.append((end_byte, len(fragments) - 1, name))
     if len(fragments) > 1:  # token ranges of all definitions in two calls (numpy calls cost microseconds each)
         defined = fragments[1:]
         starts = lines.searchsorted([f.start_line for f in defined], "left").tolist()
@@ -456,4 +486,4 @@ def parse_unit(unit: SourceUnit, tokens: bool = False, keep_imports: bool = True
         for frag, tok_start, tok_end in zip(defined, starts, ends):
             frag.tok_start, frag.tok_end = tok_start, tok_end
     return ParsedUnit(unit.path, unit.cell, text, toks.abstract, toks.concrete, lines, fragments, comments,
-                      imports, error_lines(root), invalid, hashes)
+                      imports, list(syntax.error_lines), invalid, hashes)

@@ -32,6 +32,7 @@ from scanner.fingerprint import Params, UnitPrints, default_workers, fingerprint
 from scanner.licenses import REPO_LICENSE_FILE_RE, LicenseInfo, analyse, holders_match
 from scanner.match import Match, ReferenceCorpus, RefLoc, descendants, iter_matches
 from scanner.parse import Fragment, ParsedUnit
+from scanner.parsecache import ParseCache
 from scanner.reference import Reference, build_stored
 from scanner.suppress import apply_inline
 from scanner.artifacts import Artifacts
@@ -58,6 +59,7 @@ class ScanOptions:
     ignore: tuple[str, ...] = ()  # scanned paths to leave out (fnmatch), from the project configuration
     require_spdx: bool = False  # licence policy: every file states an SPDX-License-Identifier
     copyright_holders: tuple[str, ...] = ()  # licence policy: every file names one of these holders
+    parse_cache: bool = True  # keep parse results by content in the cache directory (scanner.parsecache)
 
 
 @dataclass
@@ -108,8 +110,9 @@ def load_tree(acquired: Acquired, name: str | None, options: ScanOptions, status
     if ignored:
         sources = [u for u in sources if u.path not in set(ignored)]
     progress = (lambda done, total: status(f"fingerprinting {acquired.source}", done, total)) if status else None
+    cache = ParseCache(options.cache_dir or default_cache_dir()) if options.parse_cache else None
     done = fingerprint_sources(sources, options.params, workers=options.workers, progress=progress,
-                               as_reference=as_reference)
+                               as_reference=as_reference, cache=cache)
     units = [d.unit for d in done]
     prints = [d.prints for d in done]
     notes: list[dict] = []

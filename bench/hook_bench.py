@@ -9,6 +9,8 @@ runs it: a new process each time, start-up included. Medians of --runs after one
 twice: in process (PROVSCAN_HOOK_SERVER=0: every run imports everything) and with the hook's
 resident server (scanner/hookserver.py; started by the warm-up run, as the first hook run of a
 working session starts it). The server's socket lives in a private folder of bench/cache.
+Each twice more: cold, the cache of parse results deleted before every run (a commit's changed
+files are new bytes), and warm (the same files again, as after a commit the hook refused).
 Writes bench/results/hook_bench.json.
 """
 
@@ -28,6 +30,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / "cache"
 sys.path.insert(0, str(HERE.parent))
+
+
+def forget_parses() -> None:
+    from scanner.parsecache import ParseCache
+
+    ParseCache(CACHE / "provscan").remove()
 
 
 def main() -> None:
@@ -67,10 +75,13 @@ def main() -> None:
         (repo / ".provscan.toml").write_text(f'index = "{index}"\nfail-on = "never"\n', encoding="utf-8")
         cmd = [sys.executable, "-m", "scanner", "hook", *files]
         outputs = {}
-        for mode, server in (("in process", "0"), ("hook server", "1")):
+        for mode, server, cold in (("in process", "0", True), ("hook server", "1", True),
+                                   ("in process, parses kept", "0", False), ("hook server, parses kept", "1", False)):
             run_env = {**env, "PROVSCAN_HOOK_SERVER": server, "XDG_RUNTIME_DIR": str(runtime)}
             walls = []
             for i in range(args.runs + 1):
+                if cold:
+                    forget_parses()
                 start = time.perf_counter()
                 done = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, env=run_env)
                 wall = time.perf_counter() - start
@@ -86,8 +97,8 @@ def main() -> None:
                 "files": len(files), "kib": round(sum((repo / f).stat().st_size for f in files) / 1024),
                 "wall_s": [round(w, 3) for w in walls], "median_s": round(statistics.median(walls), 3),
                 "lines_printed": len(done.stdout.splitlines())}
-        if outputs["in process"] != outputs["hook server"]:
-            sys.exit(f"{label}: the hook server's output differs from the in-process run's")
+        if len(set(outputs.values())) != 1:
+            sys.exit(f"{label}: the outputs of the hook's modes differ")
     subprocess.run([sys.executable, "-m", "scanner", "server", "stop"], env={**env, "XDG_RUNTIME_DIR": str(runtime)},
                    capture_output=True)
     start = time.perf_counter()

@@ -94,11 +94,9 @@ def ensure_jscpd() -> Path:
 
 
 def forget_parses() -> None:
-    """Delete the cache of parse results: the next run starts cold."""
-    from scanner.parsecache import FILE_NAME
+    from scanner.parsecache import ParseCache
 
-    for suffix in ("", "-wal", "-shm"):
-        (CACHE / "provscan" / f"{FILE_NAME}{suffix}").unlink(missing_ok=True)
+    ParseCache(CACHE / "provscan").remove()
 
 
 def main() -> None:

@@ -113,14 +113,15 @@ class ParseCache:
                 return db
             except sqlite3.DatabaseError as e:
                 if attempt == 0 and _not_a_database(e):
-                    self._remove()  # garbage where the cache should be: start a new one
+                    self.remove()  # garbage where the cache should be: start a new one
                     continue
                 self._off = True
             except (sqlite3.Error, OSError):
                 self._off = True
         return None
 
-    def _remove(self) -> None:
+    def remove(self) -> None:
+        """Delete the cache file: the next run parses every file (benchmarks of a first run)."""
         for suffix in ("", "-wal", "-shm"):
             try:
                 os.unlink(f"{self.path}{suffix}")

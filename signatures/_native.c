@@ -10,7 +10,7 @@
  *   verify_groups(abstract_sets, concrete_sets, member_reps, member_fids, reps, q_abstract, q_informative,
  *                 q_concrete, min_similarity, min_shared, boilerplate_min_concrete, config)
  *       -> None or (float64 similarities, float64 concrete similarities, int64 fragment ids)   (scanner.match._verify_groups)
- *   band_query(keys, ids, qkeys, bands) -> (bytearray of int64 rows, of int64 ids)   (lsh.BandTable.query)
+ *   band_query(keys, ids, qkeys, bands, id_bound) -> (bytearray of int64 rows, of int64 ids)   (lsh.BandTable.query)
  *   agreement(ref, ref_rows, query, q_rows, width) -> bytearray of int16   (lsh.agreement)
  *   filter_candidates(rows, fids, levels, q_levels, sig_row, ref, query, width, need) -> (int64, int64)   (lsh.filter_candidates)
  *   aligned_runs(s_seq, r_seq) -> list of (i, j, n)   (shingles.aligned_runs)
@@ -376,7 +376,7 @@ done:
  * A binary search per query and band is a cache miss per step on a large table; instead each band's
  * query keys are sorted and merged with the band's keys, galloping over the gaps (sequential reads
  * for a whole scan's queries, O(q log n) for one file's). The (row, id) pairs go
- * to per-row lists (counted first, then filled), then sorted and deduplicated per row. */
+ * to per-row lists (counted first, then filled), deduplicated with a stamp per id, then sorted. */
 typedef struct {
     uint64_t key;
     int64_t row;
@@ -429,14 +429,15 @@ static void band_merge(const uint64_t *band, const int32_t *ids, Py_ssize_t n, c
 
 static PyObject *band_query(PyObject *self, PyObject *args) {
     Py_buffer keys, ids, qkeys;
-    Py_ssize_t bands;
-    if (!PyArg_ParseTuple(args, "y*y*y*n", &keys, &ids, &qkeys, &bands)) return NULL;
+    Py_ssize_t bands, id_bound;
+    if (!PyArg_ParseTuple(args, "y*y*y*nn", &keys, &ids, &qkeys, &bands, &id_bound)) return NULL;
     PyObject *rows_out = NULL, *ids_out = NULL, *result = NULL;
     QKey *qs = NULL;
     int64_t *start = NULL, *next = NULL;
-    int32_t *all = NULL;
+    int32_t *all = NULL, *stamp = NULL;
     Py_ssize_t n = bands > 0 ? keys.len / 8 / bands : 0, q = bands > 0 ? qkeys.len / 8 / bands : 0;
-    if (bands < 1 || keys.len != (Py_ssize_t)(n * bands * 8) || ids.len != n * bands * 4 || qkeys.len != q * bands * 8) {
+    if (bands < 1 || keys.len != (Py_ssize_t)(n * bands * 8) || ids.len != n * bands * 4 || qkeys.len != q * bands * 8 ||
+        id_bound < 0 || id_bound > INT32_MAX) {
         PyErr_SetString(PyExc_ValueError, "band_query: uint64 keys and int32 ids of bands x n, uint64 qkeys of q x bands");
         goto done;
     }
@@ -445,7 +446,8 @@ static PyObject *band_query(PyObject *self, PyObject *args) {
     qs = malloc((q ? q : 1) * bands * sizeof(QKey));
     start = calloc(q + 1, 8);
     next = malloc((q + 1) * 8);
-    if (!qs || !start || !next) goto nomem;
+    stamp = malloc((id_bound ? id_bound : 1) * 4);
+    if (!qs || !start || !next || !stamp) goto nomem;
     for (Py_ssize_t j = 0; j < bands; j++) {
         QKey *band_qs = qs + j * q;
         for (Py_ssize_t i = 0; i < q; i++) {
@@ -460,20 +462,25 @@ static PyObject *band_query(PyObject *self, PyObject *args) {
     if (!all) goto nomem;
     memcpy(next, start, (q + 1) * 8);
     for (Py_ssize_t j = 0; j < bands; j++) band_merge(k + j * n, id + j * n, n, qs + j * q, q, NULL, all, next);
-    /* Per row: sort, drop repeats; compacted in place, row by row. Only the ids found are read,
-     * so only they are checked (a table's other ids cost nothing per query). */
+    /* Per row: drop repeats (a stamp per id: a copy is found in most of the bands), sort; compacted
+     * in place, row by row. Only the ids found are read, so only they are checked against the
+     * bound (a table's other ids cost nothing per query). */
+    memset(stamp, 0xFF, (size_t)id_bound * 4);
     Py_ssize_t w = 0;
     for (Py_ssize_t i = 0; i < q; i++) {
         Py_ssize_t row_start = w;
-        sort_i32(all + start[i], start[i + 1] - start[i]);
         for (int64_t t = start[i]; t < start[i + 1]; t++) {
             int32_t v = all[t];
-            if (v < 0) {
-                PyErr_SetString(PyExc_ValueError, "band_query: negative id");
+            if (v < 0 || v >= id_bound) {
+                PyErr_SetString(PyExc_ValueError, "band_query: an id out of range");
                 goto done;
             }
-            if (w == row_start || all[w - 1] != v) all[w++] = v;
+            if (stamp[v] != (int32_t)i) {
+                stamp[v] = (int32_t)i;
+                all[w++] = v;
+            }
         }
+        sort_i32(all + row_start, w - row_start);
         next[i] = w; /* end of row i's unique ids */
     }
     rows_out = PyByteArray_FromStringAndSize(NULL, w * 8);
@@ -496,6 +503,7 @@ done:
     free(start);
     free(next);
     free(all);
+    free(stamp);
     Py_XDECREF(rows_out);
     Py_XDECREF(ids_out);
     PyBuffer_Release(&keys);

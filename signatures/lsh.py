@@ -9,6 +9,7 @@ and a batch of queries is a few `searchsorted` calls.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from functools import lru_cache
 
 import numpy as np
@@ -85,6 +86,11 @@ class BandTable:
         keys = np.take_along_axis(keys_by_row.T, order, axis=1)
         return cls(np.ascontiguousarray(keys), np.ascontiguousarray(np.asarray(ids, dtype=np.int32)[order]))
 
+    @cached_property
+    def id_bound(self) -> int:
+        """One more than the largest id (the compiled query's table of ids seen, made per query)."""
+        return int(self.ids.max()) + 1 if self.ids.size else 0
+
     def query(self, qkeys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Candidate pairs for a batch of queries: (query row, fragment id), unique, sorted."""
         q_rows, found = [], []
@@ -94,7 +100,8 @@ class BandTable:
         if _compiled is not None:
             rows, ids = _compiled.band_query(np.ascontiguousarray(self.keys, dtype=np.uint64),
                                              np.ascontiguousarray(self.ids, dtype=np.int32),
-                                             np.ascontiguousarray(qkeys, dtype=np.uint64), self.keys.shape[0])
+                                             np.ascontiguousarray(qkeys, dtype=np.uint64), self.keys.shape[0],
+                                             self.id_bound)
             return np.frombuffer(rows, dtype=np.int64), np.frombuffer(ids, dtype=np.int64)
         for j in range(self.keys.shape[0]):
             keys, q = self.keys[j], qkeys[:, j]

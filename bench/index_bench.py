@@ -11,8 +11,8 @@ workers included), sampled every 20 ms. Writes bench/results/index_bench.json.
 
 Cold and warm: every build and scan that the targets are judged on starts without the cache of
 parse results (scanner.parsecache: it is deleted before each run, and the run fills it, as a
-first run does). Warm runs (the same build or scan again, with the parses kept) and the build of
-the previous release after this one's are reported beside them.
+first run does). Warm runs (the same build again; each scan again right after its cold run) and
+the build of the previous release after this one's are reported beside them.
 """
 
 from __future__ import annotations
@@ -226,29 +226,27 @@ def main() -> None:
         corpus.candidates(t_sigs, t_levels)
         typical_rates.append(len(t_sigs) / (time.perf_counter() - t))
 
-    def scan_runs(repo: Path, warm: bool) -> tuple[list[tuple[float, int]], dict]:
-        """Five scans: each cold (no parse kept), or each warm (after one that kept them)."""
-        runs = []
-        forget_parses()
-        for r in range(5 + warm):
-            if not warm:
-                forget_parses()
-            wall, rss, proc = timed(provscan("scan", str(repo), "--index", str(index), "--format", "json",
-                                             "--fail-on", "never"), env)
-            if proc.returncode != 0:
-                sys.exit(proc.stderr)
-            if r or not warm:
-                runs.append((wall, rss))
-        return runs, json.loads(proc.stdout)
+    def scan_runs(repo: Path) -> tuple[list[tuple[float, int]], list[float], dict]:
+        """Five cold scans (no parse kept), each followed by a warm one (its parses kept), so that
+        both see the same machine load. Returns the cold runs, the warm walls, the report."""
+        cold, warm, reports = [], [], []
+        for _ in range(5):
+            forget_parses()
+            for kind in (cold, warm):
+                wall, rss, proc = timed(provscan("scan", str(repo), "--index", str(index), "--format", "json",
+                                                 "--fail-on", "never"), env)
+                if proc.returncode != 0:
+                    sys.exit(proc.stderr)
+                kind.append((wall, rss))
+                reports.append(json.loads(proc.stdout))
+        for r in reports:
+            r["summary"].pop("elapsed_s", None)
+        if any(r != reports[0] for r in reports):
+            sys.exit(f"the scans of {repo} do not all give the same report")
+        return cold, [w for w, _ in warm], reports[0]
 
-    scans, report = scan_runs(scan_repo, warm=False)
-    typical, typical_report = scan_runs(typical_repo, warm=False)
-    warm_scans, warm_report = scan_runs(scan_repo, warm=True)
-    warm_typical, _ = scan_runs(typical_repo, warm=True)
-    for a, b in ((report, warm_report),):
-        a["summary"].pop("elapsed_s", None), b["summary"].pop("elapsed_s", None)
-        if a != b:
-            sys.exit("a warm scan's report differs from the cold scan's")
+    scans, warm_scans, report = scan_runs(scan_repo)
+    typical, warm_typical, typical_report = scan_runs(typical_repo)
 
     med = statistics.median
     result = {
@@ -275,9 +273,9 @@ def main() -> None:
         "parse_cache_mib": round(parse_cache_mib, 1),
         "previous_release": previous, "previous_py_files": len(prev_files), "previous_unchanged_files": unchanged,
         "previous_build_after_this_s": round(previous_build, 2), "previous_build_cold_s": round(previous_cold, 2),
-        "warm_scan100_wall_s": [round(w, 2) for w, _ in warm_scans],
-        "warm_scan100_wall_s_median": round(med(w for w, _ in warm_scans), 2),
-        "warm_scan100_vllm_wall_s_median": round(med(w for w, _ in warm_typical), 2),
+        "warm_scan100_wall_s": [round(w, 2) for w in warm_scans],
+        "warm_scan100_wall_s_median": round(med(warm_scans), 2),
+        "warm_scan100_vllm_wall_s_median": round(med(warm_typical), 2),
     }
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "index_bench.json").write_text(json.dumps(result, indent=2) + "\n")

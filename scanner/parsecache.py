@@ -4,10 +4,10 @@ in one SQLite file under the cache directory, so that bytes parsed once are not 
 tree-sitter is about half of the CPU of fingerprinting (docs/benchmarks.md): a rescan of a
 repository, or an index of a new release of a reference (most of whose files did not change),
 parses only what changed. What is kept is small and plain (definitions' byte ranges, lines and
-names, docstring ranges, imports, error lines: ~2 KB a file, as JSON), and it is a function of the
-file's bytes alone: the key is the SHA-256 of the bytes, salted with whatever shapes the result
-(the grammar's and tree-sitter's versions, the source of scanner/parse.py, keep_imports). So a
-stale or foreign entry cannot be picked up, and a collision cannot be forged.
+names, docstring ranges, imports, error lines: ~1.3 KB a file, as JSON), and it is a function of
+the file's bytes alone: the key is the SHA-256 of the bytes, salted with whatever shapes the
+result (tree-sitter's and the grammar's compiled modules, the source of scanner/parse.py,
+keep_imports). So a stale or foreign entry cannot be picked up, and a collision cannot be forged.
 
 The cache never costs a result: an entry that does not decode to a well-formed Syntax for the
 bytes it is asked for is a miss; a cache file that is not a database is replaced; a locked, full
@@ -28,24 +28,24 @@ from pathlib import Path
 from scanner.parse import Syntax
 
 FILE_NAME = "parse-cache-v1.sqlite3"
-MAX_ENTRIES = 300_000  # ~600 MB at transformers' ~2 KB a file
+MAX_ENTRIES = 300_000  # ~400 MB at transformers' ~1.3 KB a file
 _BATCH = 500  # keys per SELECT (SQLite's variable limit is 999 in old builds)
 
 
 @lru_cache(maxsize=1)
 def _salt() -> bytes:
-    """What a parse result depends on besides the bytes: the parser and the code that reads it."""
-    from importlib.metadata import PackageNotFoundError, version
+    """What a parse result depends on besides the bytes: the code that reads the tree (this
+    package's parse.py) and the parser (tree-sitter's and the grammar's compiled modules, by path,
+    size and time: an upgrade or a reinstall changes them; a metadata lookup costs 35 ms a run)."""
+    import tree_sitter._binding
+    import tree_sitter_python._binding
 
     import scanner.parse
 
     parts = [Path(scanner.parse.__file__).read_bytes()]
-    for package in ("tree-sitter", "tree-sitter-python"):
-        try:
-            parts.append(version(package).encode())
-        except PackageNotFoundError:  # not installed as a distribution: the module's own file
-            module = __import__(package.replace("-", "_"))
-            parts.append(Path(module.__file__).read_bytes())
+    for module in (tree_sitter._binding, tree_sitter_python._binding):
+        stat = os.stat(module.__file__)
+        parts.append(f"{module.__file__}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return hashlib.sha256(b"\0".join(parts)).digest()
 
 
@@ -105,6 +105,7 @@ class ParseCache:
                 db = sqlite3.connect(self.path, timeout=2.0, isolation_level=None)
                 try:
                     db.execute("PRAGMA journal_mode=WAL")  # readers do not wait for a writer
+                    db.execute("PRAGMA synchronous=NORMAL")  # no fsync per write: a cache may lose its last entries
                     db.execute("CREATE TABLE IF NOT EXISTS syntax "
                                "(key BLOB PRIMARY KEY, value BLOB NOT NULL, used INTEGER NOT NULL)")
                 except BaseException:

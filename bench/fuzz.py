@@ -3,7 +3,8 @@
     python bench/fuzz.py [--seconds 600] [--seed 0] [--output bench/results/fuzz.json]
 
 Feeds `scanner.parse.parse_unit` + `scanner.fingerprint.fingerprint_unit` (default parameters, and
-tiny ones under which nearly every fragment gets a signature) with:
+tiny ones under which nearly every fragment gets a signature), the unit built from its parse as the
+parse cache keeps and returns it (`scanner.parsecache`: encoded, decoded, checked equal), with:
 - arbitrary bytes, uniform or from a Python-ish alphabet (quotes, brackets, backslashes, \\r, \\f,
   NUL, bytes >= 0x80);
 - valid programs (tests/pygen.py, the examples, provscan's own source) and mutations of them:
@@ -48,7 +49,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from scanner.fingerprint import Params, abstract_set, eligible, fingerprint_unit  # noqa: E402
-from scanner.parse import _parser, parse_unit  # noqa: E402
+from scanner.parse import _parser, parse_syntax, parse_unit  # noqa: E402
+from scanner.parsecache import decode, encode  # noqa: E402
 from scanner.walk import SourceUnit  # noqa: E402
 from signatures.minhash import MinHasher, to_hash32  # noqa: E402
 from tests import pygen  # noqa: E402
@@ -72,7 +74,11 @@ class Failure(Exception):
 
 def check(data: bytes) -> set:
     """Run the target on data, check the invariants; return the input's features."""
-    unit = parse_unit(SourceUnit("fuzz.py", data))
+    # The unit is built from its parse as the parse cache gives it back (scanner.parsecache).
+    syntax = parse_syntax(data)
+    kept = decode(encode(syntax), len(data))
+    _expect(kept == syntax, "the parse cache does not give the parse back")
+    unit = parse_unit(SourceUnit("fuzz.py", data), syntax=kept)
     n = len(unit.lines)
     n_lines = max(1, data.count(b"\n") + (0 if data.endswith(b"\n") else 1))
     # The compiled lexer gives token hashes only; the Python one, the token strings.

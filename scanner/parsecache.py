@@ -11,8 +11,8 @@ keep_imports). So a stale or foreign entry cannot be picked up, and a collision 
 
 The cache never costs a result: an entry that does not decode to a well-formed Syntax for the
 bytes it is asked for is a miss; a cache file that is not a database is replaced; a locked, full
-or read-only one is skipped for the run. Entries not used for the longest time go first when
-there are more than MAX_ENTRIES.
+or read-only one is skipped for the run. Beyond MAX_BYTES, the quarter of the entries not used for
+the longest time goes.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 from scanner.parse import Syntax
 
 FILE_NAME = "parse-cache-v1.sqlite3"
-MAX_ENTRIES = 300_000  # ~400 MB at transformers' ~1.3 KB a file
+MAX_BYTES = 256 * 2**20  # beyond this, the least recently used quarter goes (~200,000 files at ~1.3 KB)
 _BATCH = 500  # keys per SELECT (SQLite's variable limit is 999 in old builds)
 
 
@@ -169,15 +169,22 @@ class ParseCache:
             return
         try:
             if self._write(db, "INSERT OR REPLACE INTO syntax VALUES (?, ?, ?)",
-                           [(key, encode(syntax), int(time.time())) for key, syntax in items]):
+                           [(key, encode(syntax), int(time.time())) for key, syntax in items]) and self._bytes(db) > MAX_BYTES:
+                # Pages in use (freed pages are reused, not returned): two O(1) reads, where a count is a scan.
                 (count,) = db.execute("SELECT COUNT(*) FROM syntax").fetchone()
-                if count > MAX_ENTRIES:  # the least recently used go, down to 90 %
-                    self._write(db, "DELETE FROM syntax WHERE key IN (SELECT key FROM syntax ORDER BY used LIMIT ?)",
-                                [(count - MAX_ENTRIES * 9 // 10,)])
+                self._write(db, "DELETE FROM syntax WHERE key IN (SELECT key FROM syntax ORDER BY used LIMIT ?)",
+                            [(max(1, count // 4),)])
         except sqlite3.Error:
             self._off = True
         finally:
             db.close()
+
+    @staticmethod
+    def _bytes(db: sqlite3.Connection) -> int:
+        """Bytes of the pages in use."""
+        (pages,), (free,), (size,) = (db.execute(f"PRAGMA {name}").fetchone()
+                                      for name in ("page_count", "freelist_count", "page_size"))
+        return (pages - free) * size
 
     def _write(self, db: sqlite3.Connection, sql: str, rows: list[tuple]) -> bool:
         """rows in one transaction; False (and the cache off) when SQLite refuses (locked, full, read-only)."""

@@ -203,14 +203,18 @@ def test_a_damaged_cache_costs_a_parse_not_a_result(tmp_path, monkeypatch, capsy
 def test_the_least_recently_used_entries_go_first(tmp_path, monkeypatch):
     import scanner.parsecache as pc
 
-    monkeypatch.setattr(pc, "MAX_ENTRIES", 10)
     cache = ParseCache(tmp_path)
     syntaxes = [(cache_key(f"x = {i}\n".encode(), True), parse_syntax(f"x = {i}\n".encode())) for i in range(12)]
-    cache.put(syntaxes[:10])
+    cache.put(syntaxes[:11])
     with sqlite3.connect(tmp_path / FILE_NAME) as db:
-        for i, (key, _) in enumerate(syntaxes[:10]):  # used long ago, in this order; the first used last
+        for i, (key, _) in enumerate(syntaxes[:11]):  # used long ago, in this order; the first used last
             db.execute("UPDATE syntax SET used = ? WHERE key = ?", (5000 if i == 0 else 1000 + i, key))
-    cache.put(syntaxes[10:])  # 12 > 10: down to 9, the three least recently used gone
+        pages = db.execute("PRAGMA page_count").fetchone()[0] * db.execute("PRAGMA page_size").fetchone()[0]
+    monkeypatch.setattr(pc, "MAX_BYTES", pages - 1)  # what is there is already too much
+    cache.put(syntaxes[11:])  # 12 entries: the least recently used quarter goes
     found = cache.get([k for k, _ in syntaxes], [len(f"x = {i}\n") for i in range(12)])
     assert [i for i, s in enumerate(found) if s is not None] == [0, 4, 5, 6, 7, 8, 9, 10, 11]
     assert found[0] == syntaxes[0][1]
+    monkeypatch.setattr(pc, "MAX_BYTES", 2**30)
+    cache.put(syntaxes[1:4])  # under the bound: nothing goes
+    assert all(s is not None for s in cache.get([k for k, _ in syntaxes], [len(f"x = {i}\n") for i in range(12)]))

@@ -102,6 +102,10 @@ class ParseCache:
                 return None
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                try:  # the names and imports of scanned code are the user's: readable by the user alone
+                    os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                except FileExistsError:
+                    pass
                 db = sqlite3.connect(self.path, timeout=2.0, isolation_level=None)
                 try:
                     db.execute("PRAGMA journal_mode=WAL")  # readers do not wait for a writer

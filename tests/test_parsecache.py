@@ -122,6 +122,9 @@ def test_a_rescan_parses_only_the_changed_files_and_reports_the_same(tmp_path, m
     parsed.clear()
     code, cold = scan_json(tmp_path, src, ref, args=("--workers", "1"))
     assert len(parsed) == 5 and cache.exists()
+    # What it keeps of scanned code (names, imports) is readable by the user alone, its journal too.
+    for path in cache.parent.glob(FILE_NAME + "*"):
+        assert path.stat().st_mode & 0o077 == 0, path
     parsed.clear()
     code, warm = scan_json(tmp_path, src, ref, args=("--workers", "1"))
     assert parsed == []  # nothing parsed again

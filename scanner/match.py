@@ -90,6 +90,7 @@ class ReferenceCorpus:
         self.redis_store = redis_store  # candidates of references loaded from Redis come from its tables
         self.common = _common_shingles(references, params)
         self._sets: dict[tuple[int, str], RangeSets] = {}
+        self._nested: dict[tuple[RefLoc, int], list[RefLoc]] = {}
 
     def candidates(self, qsigs: np.ndarray, qlevels: np.ndarray) -> dict[int, list[tuple[int, np.ndarray]]]:
         """Candidates for a batch of query signatures: query row -> [(reference position, packed)], where
@@ -161,9 +162,28 @@ class ReferenceCorpus:
         abstract, a_sizes = range_sets(prints.abs_tok, starts, ends, k)
         concrete, c_sizes = range_sets(prints.con_tok, starts, ends, k)
         keep = self._not_common(abstract)
-        a_ends, c_ends = np.cumsum(a_sizes).tolist(), np.cumsum(c_sizes).tolist()
-        return [ShingleSets(abstract[a_lo:a_hi], abstract[a_lo:a_hi][keep[a_lo:a_hi]], concrete[c_lo:c_hi])
-                for a_lo, a_hi, c_lo, c_hi in zip([0, *a_ends[:-1]], a_ends, [0, *c_ends[:-1]], c_ends)]
+        informative = abstract[keep]  # each fragment's run, in the same order: bounds from the running count
+        a_bounds = np.concatenate([[0], np.cumsum(a_sizes)])
+        i_bounds = np.concatenate([[0], np.cumsum(keep)])[a_bounds].tolist()
+        a_bounds, c_bounds = a_bounds.tolist(), [0, *np.cumsum(c_sizes).tolist()]
+        return [ShingleSets(abstract[a_bounds[j]:a_bounds[j + 1]], informative[i_bounds[j]:i_bounds[j + 1]],
+                            concrete[c_bounds[j]:c_bounds[j + 1]]) for j in range(len(frags))]
+
+    def nested_groups(self, loc: RefLoc, level: int) -> list[RefLoc]:
+        """Group representatives of the fragments of this level nested in reference fragment loc
+        (the methods of a class matched, asked once per method: memoised; the list is shared)."""
+        key = (loc, level)
+        if key not in self._nested:
+            ref = self.refs[loc.ref]
+            frags = ref.frags
+            # Fragments are stored in document order, parents first: the descendants follow their ancestor.
+            end = loc.frag + 1
+            while end < len(frags) and frags[end, 0] == frags[loc.frag, 0] and frags[end, 4] < frags[loc.frag, 5]:
+                end += 1
+            inside = np.arange(loc.frag + 1, end)
+            inside = inside[ref.levels[inside] == level]
+            self._nested[key] = [RefLoc(loc.ref, int(g)) for g in sorted_unique(ref.groups[inside])]
+        return self._nested[key]
 
     def copied_note(self, loc: RefLoc) -> tuple[int, str] | None:
         """The reference fragment's own "Copied from ..." comment, if any."""
@@ -252,12 +272,16 @@ def align(s_pr: UnitPrints, s_frag: Fragment, r_pr: UnitPrints, r_frag: Fragment
 def _ranked(v: "Verified", corpus: ReferenceCorpus) -> np.ndarray:
     """Order of the verified copies, best first: most similar; among equals, the origin before
     fragments that say they are copies, then by reference, path and line."""
-    noted, path_rank, start = np.zeros(len(v.fid), dtype=bool), np.zeros(len(v.fid), dtype=np.int64), \
-        np.zeros(len(v.fid), dtype=np.int64)
-    for ref_pos, sel in _by_reference(v.pos):
-        fids = v.fid[sel]
-        ref_noted, ref_path_rank, ref_start = corpus.refs[ref_pos].rank_columns
-        noted[sel], path_rank[sel], start[sel] = ref_noted[fids], ref_path_rank[fids], ref_start[fids]
+    first = int(v.pos[0])
+    if (v.pos == first).all():  # copies in one reference: its columns, gathered
+        noted, path_rank, start = (column[v.fid] for column in corpus.refs[first].rank_columns)
+    else:
+        noted, path_rank, start = np.zeros(len(v.fid), dtype=bool), np.zeros(len(v.fid), dtype=np.int64), \
+            np.zeros(len(v.fid), dtype=np.int64)
+        for ref_pos, sel in _by_reference(v.pos):
+            fids = v.fid[sel]
+            ref_noted, ref_path_rank, ref_start = corpus.refs[ref_pos].rank_columns
+            noted[sel], path_rank[sel], start[sel] = ref_noted[fids], ref_path_rank[fids], ref_start[fids]
     # Rounded as Python rounds: equal to 6 decimals is equally similar. (Copies share a few values.)
     sim, csim = v.sim.tolist(), v.csim.tolist()
     rounded = {x: -round(x, 6) for x in {*sim, *csim}}
@@ -354,16 +378,7 @@ def _inside_ancestor(unit: ParsedUnit, fi: int, matched: dict[int, Match], corpu
         parent = unit.fragments[parent].parent
     if parent is None:
         return []
-    loc = matched[parent].ref
-    ref = corpus.refs[loc.ref]
-    frags = ref.frags
-    # Fragments are stored in document order, parents first: the descendants follow their ancestor.
-    end = loc.frag + 1
-    while end < len(frags) and frags[end, 0] == frags[loc.frag, 0] and frags[end, 4] < frags[loc.frag, 5]:
-        end += 1
-    inside = np.arange(loc.frag + 1, end)
-    inside = inside[ref.levels[inside] == _LEVEL[unit.fragments[fi].kind]]
-    return [RefLoc(loc.ref, int(g)) for g in sorted_unique(ref.groups[inside])]
+    return corpus.nested_groups(matched[parent].ref, _LEVEL[unit.fragments[fi].kind])
 
 
 class Verified(NamedTuple):
@@ -389,8 +404,11 @@ def _verify_candidates(corpus: ReferenceCorpus, s_sets: ShingleSets, locs: list[
     """
     if not locs:
         return None
-    pos = np.concatenate([np.full(len(packed), p, dtype=np.int64) for p, packed in locs])
-    packed = np.concatenate([packed for _, packed in locs])
+    if len(locs) == 1:  # one reference (the usual case): nothing to join
+        pos, packed = np.full(len(locs[0][1]), locs[0][0], dtype=np.int64), locs[0][1]
+    else:
+        pos = np.concatenate([np.full(len(packed), p, dtype=np.int64) for p, packed in locs])
+        packed = np.concatenate([packed for _, packed in locs])
     fids = packed >> 16
     if len(fids) <= VERIFY_GROUPS:
         return _verify_groups(corpus, s_sets, pos, fids, config)

@@ -170,8 +170,9 @@ class ReferenceCorpus:
                             concrete[c_bounds[j]:c_bounds[j + 1]]) for j in range(len(frags))]
 
     def nested_groups(self, loc: RefLoc, level: int) -> list[RefLoc]:
-        """Group representatives of the fragments of this level nested in reference fragment loc
-        (the methods of a class matched, asked once per method: memoised; the list is shared)."""
+        """Group representatives of the fragments of this level nested in reference fragment loc,
+        distinct, in order (the methods of a class matched, asked once per method: memoised; the
+        list is shared)."""
         key = (loc, level)
         if key not in self._nested:
             ref = self.refs[loc.ref]
@@ -420,9 +421,10 @@ def _verify_candidates(corpus: ReferenceCorpus, s_sets: ShingleSets, locs: list[
     for start in range(0, len(order), VERIFY_GROUPS):
         take = np.sort(order[start:start + VERIFY_GROUPS])
         b_pos, b_fids = pos[take], fids[take]
-        if start == 0:
+        nested = inside() if start == 0 else None
+        if nested:
             batch = set(zip(b_pos.tolist(), b_fids.tolist()))
-            extra = [loc for loc in dict.fromkeys(inside()) if loc not in batch]
+            extra = [loc for loc in nested if loc not in batch]  # nested_groups' are distinct
             if extra:
                 b_pos = np.concatenate([b_pos, [loc.ref for loc in extra]])
                 b_fids = np.concatenate([b_fids, [loc.frag for loc in extra]])

@@ -30,6 +30,8 @@ VERIFY_GROUPS = 32
 # A MinHash estimate this far below the threshold (4.5 standard deviations at 128 permutations)
 # never belongs to a pair that exact verification would keep: such candidates are dropped early.
 _ESTIMATE_MARGIN = 0.2
+# From this many queries a lookup is split over two threads (a scan's batch; not the hook's few).
+_SPLIT_LOOKUP = 1_000
 _LEVEL = dict(zip(KINDS, LEVELS))
 _compiled = compiled()  # _verify_groups' compiled twin (signatures/_native.c), or None
 
@@ -105,13 +107,10 @@ class ReferenceCorpus:
             return out
         b, r = band_params(self.params.lsh_threshold, self.params.num_perm)
         qkeys = band_keys(qsigs, b, r)
+        need = (self.params.min_similarity - _ESTIMATE_MARGIN) * self.params.num_perm
+        qbytes = qsigs.astype(np.uint8)
         redis_refs = [ref for ref in self.refs if self.redis_store is not None and ref.via_redis]
-        found: list[tuple[int, np.ndarray, np.ndarray]] = []
-        for pos, ref in enumerate(self.refs):
-            if ref in redis_refs:
-                continue
-            rows, fids = ref.band_table.query(qkeys)
-            found.append((pos, rows, fids))
+        found = self._lookups(qkeys, qlevels, qbytes, need, redis_refs)
         if redis_refs:
             position = {id(ref): pos for pos, ref in enumerate(self.refs)}
             rows, refpos, fids = self.redis_store.candidates([ref.stored for ref in redis_refs], qsigs)
@@ -119,22 +118,47 @@ class ReferenceCorpus:
                 mine = refpos == i
                 # One reply per band: the same pair may come several times, in any order.
                 pairs = sorted_unique(rows[mine] << 32 | fids[mine])
-                found.append((position[id(ref)], pairs >> 32, pairs & 0xFFFFFFFF))
-        need = (self.params.min_similarity - _ESTIMATE_MARGIN) * self.params.num_perm
-        qbytes = qsigs.astype(np.uint8)
-        for pos, rows, fids in found:
-            ref = self.refs[pos]
-            # Like is compared with like, and the agreement of the values' low bytes is an upper bound
-            # of the true agreement (off by (128 - agreement) / 256 on average), at a quarter of the
-            # memory traffic. Being a little generous here costs verification time, never a finding.
-            rows, packed = filter_candidates(rows, fids, ref.levels, qlevels, ref.signature_row, ref.signature_bytes,
-                                             qbytes, need)  # still sorted by row (BandTable.query sorts its pairs)
+                found.append((position[id(ref)], filter_candidates(pairs >> 32, pairs & 0xFFFFFFFF, ref.levels, qlevels,
+                                                                   ref.signature_row, ref.signature_bytes, qbytes, need)))
+        for pos, (rows, packed) in found:
             if len(rows) == 0:
                 continue
             starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
             bounds = [*starts.tolist(), len(rows)]
             for row, lo, hi in zip(rows[starts].tolist(), bounds, bounds[1:]):
                 out[row].append((pos, packed[lo:hi]))
+        return out
+
+    def _lookups(self, qkeys: np.ndarray, qlevels: np.ndarray, qbytes: np.ndarray, need: float, skip: list) -> list:
+        """(reference position, (rows, packed)) of the embedded references' filtered LSH pairs, in
+        the references' order, still sorted by row (BandTable.query sorts its pairs).
+
+        Like is compared with like, and the agreement of the values' low bytes is an upper bound of
+        the true agreement (off by (128 - agreement) / 256 on average), at a quarter of the memory
+        traffic. Being a little generous here costs verification time, never a finding.
+        A large batch (a whole scan's) is split in two halves, looked up on two threads: both
+        compiled steps run without the GIL, and nothing else runs between the two pools.
+        """
+        out = []
+        for pos, ref in enumerate(self.refs):
+            if ref in skip:
+                continue
+            args = (ref.levels, ref.signature_row, ref.signature_bytes)  # made here, not on two threads
+
+            def lookup(lo: int, hi: int, table=ref.band_table, args=args):
+                rows, fids = table.query(qkeys[lo:hi])
+                rows, packed = filter_candidates(rows, fids, args[0], qlevels[lo:hi], *args[1:], qbytes[lo:hi], need)
+                return rows + lo, packed
+
+            if len(qkeys) < _SPLIT_LOOKUP:
+                out.append((pos, lookup(0, len(qkeys))))
+                continue
+            from concurrent.futures import ThreadPoolExecutor
+
+            half = len(qkeys) // 2
+            with ThreadPoolExecutor(2) as pool:
+                a, b = pool.map(lookup, (0, half), (half, len(qkeys)))
+            out.append((pos, (np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]]))))
         return out
 
     def fragment(self, loc: RefLoc) -> tuple[Reference, str, Fragment]:

@@ -427,26 +427,14 @@ static void band_merge(const uint64_t *band, const int32_t *ids, Py_ssize_t n, c
     }
 }
 
-static PyObject *band_query(PyObject *self, PyObject *args) {
-    Py_buffer keys, ids, qkeys;
-    Py_ssize_t bands, id_bound;
-    if (!PyArg_ParseTuple(args, "y*y*y*nn", &keys, &ids, &qkeys, &bands, &id_bound)) return NULL;
-    PyObject *rows_out = NULL, *ids_out = NULL, *result = NULL;
-    QKey *qs = NULL;
-    int64_t *start = NULL, *next = NULL;
-    int32_t *all = NULL, *stamp = NULL;
-    Py_ssize_t n = bands > 0 ? keys.len / 8 / bands : 0, q = bands > 0 ? qkeys.len / 8 / bands : 0;
-    if (bands < 1 || keys.len != (Py_ssize_t)(n * bands * 8) || ids.len != n * bands * 4 || qkeys.len != q * bands * 8 ||
-        id_bound < 0 || id_bound > INT32_MAX) {
-        PyErr_SetString(PyExc_ValueError, "band_query: uint64 keys and int32 ids of bands x n, uint64 qkeys of q x bands");
-        goto done;
-    }
-    const uint64_t *k = keys.buf, *qk = qkeys.buf;
-    const int32_t *id = ids.buf;
-    qs = malloc((q ? q : 1) * bands * sizeof(QKey));
-    start = calloc(q + 1, 8);
-    next = malloc((q + 1) * 8);
-    stamp = malloc((id_bound ? id_bound : 1) * 4);
+/* band_query's work, without the GIL: the (row, id) pairs of q query rows, row by row, in all (ids)
+ * and next (each row's end). 0, -1 (out of memory) or -2 (an id out of range). */
+static int band_query_pairs(const uint64_t *k, const int32_t *id, Py_ssize_t n, Py_ssize_t bands, const uint64_t *qk,
+                            Py_ssize_t q, Py_ssize_t id_bound, int32_t **all_out, int64_t **next_out) {
+    int status = 0;
+    QKey *qs = malloc((q ? q : 1) * bands * sizeof(QKey));
+    int64_t *start = calloc(q + 1, 8), *next = malloc((q + 1) * 8);
+    int32_t *stamp = malloc((id_bound ? id_bound : 1) * 4), *all = NULL;
     if (!qs || !start || !next || !stamp) goto nomem;
     for (Py_ssize_t j = 0; j < bands; j++) {
         QKey *band_qs = qs + j * q;
@@ -472,7 +460,7 @@ static PyObject *band_query(PyObject *self, PyObject *args) {
         for (int64_t t = start[i]; t < start[i + 1]; t++) {
             int32_t v = all[t];
             if (v < 0 || v >= id_bound) {
-                PyErr_SetString(PyExc_ValueError, "band_query: an id out of range");
+                status = -2;
                 goto done;
             }
             if (stamp[v] != (int32_t)i) {
@@ -483,6 +471,50 @@ static PyObject *band_query(PyObject *self, PyObject *args) {
         sort_i32(all + row_start, w - row_start);
         next[i] = w; /* end of row i's unique ids */
     }
+    goto done;
+nomem:
+    status = -1;
+done:
+    free(qs);
+    free(start);
+    free(stamp);
+    if (status) {
+        free(all);
+        free(next);
+        all = NULL;
+        next = NULL;
+    }
+    *all_out = all;
+    *next_out = next;
+    return status;
+}
+
+static PyObject *band_query(PyObject *self, PyObject *args) {
+    Py_buffer keys, ids, qkeys;
+    Py_ssize_t bands, id_bound;
+    if (!PyArg_ParseTuple(args, "y*y*y*nn", &keys, &ids, &qkeys, &bands, &id_bound)) return NULL;
+    PyObject *rows_out = NULL, *ids_out = NULL, *result = NULL;
+    int64_t *next = NULL;
+    int32_t *all = NULL;
+    Py_ssize_t n = bands > 0 ? keys.len / 8 / bands : 0, q = bands > 0 ? qkeys.len / 8 / bands : 0;
+    if (bands < 1 || keys.len != (Py_ssize_t)(n * bands * 8) || ids.len != n * bands * 4 || qkeys.len != q * bands * 8 ||
+        id_bound < 0 || id_bound > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "band_query: uint64 keys and int32 ids of bands x n, uint64 qkeys of q x bands");
+        goto done;
+    }
+    int status;
+    Py_BEGIN_ALLOW_THREADS  /* a large batch is split over threads (lsh.BandTable.query's callers) */
+    status = band_query_pairs(keys.buf, ids.buf, n, bands, qkeys.buf, q, id_bound, &all, &next);
+    Py_END_ALLOW_THREADS
+    if (status == -1) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (status == -2) {
+        PyErr_SetString(PyExc_ValueError, "band_query: an id out of range");
+        goto done;
+    }
+    Py_ssize_t w = q ? next[q - 1] : 0;
     rows_out = PyByteArray_FromStringAndSize(NULL, w * 8);
     ids_out = PyByteArray_FromStringAndSize(NULL, w * 8);
     if (rows_out && ids_out) {
@@ -495,15 +527,9 @@ static PyObject *band_query(PyObject *self, PyObject *args) {
             }
         result = PyTuple_Pack(2, rows_out, ids_out);
     }
-    goto done;
-nomem:
-    PyErr_NoMemory();
 done:
-    free(qs);
-    free(start);
     free(next);
     free(all);
-    free(stamp);
     Py_XDECREF(rows_out);
     Py_XDECREF(ids_out);
     PyBuffer_Release(&keys);

@@ -282,6 +282,25 @@ def copied_corpus(tmp_path_factory):
     return ReferenceCorpus(options.params, refs), scanned
 
 
+def test_a_lookup_split_over_threads_finds_what_one_finds(copied_corpus, monkeypatch):
+    """A large batch is looked up in two halves on two threads: the same candidates, in the same order."""
+    import scanner.match as M
+
+    corpus, _ = copied_corpus
+    ref = corpus.refs[0]
+    rows = np.arange(len(ref.arrays["sigs"]))
+    queries, levels = ref.arrays["sigs"][rows], ref.levels[ref.arrays["indexed"][rows]]
+    assert len(queries) > 200
+    for batch in (queries, queries[:-1]):  # an even and an odd number of rows
+        monkeypatch.setattr(M, "_SPLIT_LOOKUP", 10**9)
+        whole = corpus.candidates(batch, levels[:len(batch)])
+        monkeypatch.setattr(M, "_SPLIT_LOOKUP", 2)
+        halves = corpus.candidates(batch, levels[:len(batch)])
+        assert list(halves) == list(whole) and len(whole) == len(batch)  # every indexed fragment finds itself
+        for row, locs in whole.items():
+            assert [(p, x.tolist()) for p, x in halves[row]] == [(p, x.tolist()) for p, x in locs]
+
+
 @pytest.mark.parametrize("change", [{}, {"min_shared": 10_000}, {"min_shared": 0}, {"boilerplate_min_concrete": 0.9},
                                     {"min_similarity": 0.2}, {"config": True}, {"min_shared": 60}])
 def test_verify_groups_is_python(nativec, copied_corpus, change):

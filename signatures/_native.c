@@ -657,6 +657,22 @@ static int cmp_pos(const void *x, const void *y) {
 
 /* The greedy monotone runs (i, j, n) of equal values of s_seq and r_seq (see shingles.aligned_runs),
  * as triples in a malloc'd array (*count of them); NULL with MemoryError set. */
+/* A list of count tuples of width ints each, from values laid end to end (runs, blocks). */
+static PyObject *tuple_list(const Py_ssize_t *values, Py_ssize_t count, int width) {
+    PyObject *out = PyList_New(count);
+    for (Py_ssize_t t = 0; out && t < count; t++) {
+        PyObject *item = PyTuple_New(width);
+        for (int c = 0; item && c < width; c++) {
+            PyObject *v = PyLong_FromSsize_t(values[t * width + c]);
+            if (!v) Py_CLEAR(item);
+            else PyTuple_SET_ITEM(item, c, v);
+        }
+        if (!item) Py_CLEAR(out);
+        else PyList_SET_ITEM(out, t, item);
+    }
+    return out;
+}
+
 static Py_ssize_t *find_runs(const uint64_t *s_seq, Py_ssize_t ns, const uint64_t *r_seq, Py_ssize_t nr, Py_ssize_t *count) {
     Pos *pos = malloc((nr ? nr : 1) * sizeof(Pos));
     Py_ssize_t cap = 16, *runs = malloc(cap * 3 * sizeof(Py_ssize_t));
@@ -717,15 +733,7 @@ static PyObject *aligned_runs(PyObject *self, PyObject *args) {
         goto done;
     }
     runs = find_runs(sb.buf, sb.len / 8, rb.buf, rb.len / 8, &count);
-    if (!runs || !(out = PyList_New(count))) goto done;
-    for (Py_ssize_t t = 0; t < count; t++) {
-        PyObject *run = Py_BuildValue("(nnn)", runs[3 * t], runs[3 * t + 1], runs[3 * t + 2]);
-        if (!run) {
-            Py_CLEAR(out);
-            goto done;
-        }
-        PyList_SET_ITEM(out, t, run);
-    }
+    if (runs) out = tuple_list(runs, count, 3);
 done:
     free(runs);
     PyBuffer_Release(&sb);
@@ -789,16 +797,7 @@ static PyObject *aligned_blocks(PyObject *self, PyObject *args) {
             b[3] = r_hi;
         }
     }
-    if (!(out = PyList_New(nb))) goto done;
-    for (Py_ssize_t t = 0; t < nb; t++) {
-        Py_ssize_t *b = blocks + 4 * t;
-        PyObject *block = Py_BuildValue("(nnnn)", b[0], b[1], b[2], b[3]);
-        if (!block) {
-            Py_CLEAR(out);
-            goto done;
-        }
-        PyList_SET_ITEM(out, t, block);
-    }
+    out = tuple_list(blocks, nb, 4);
 done:
     free(s_seq);
     free(r_seq);

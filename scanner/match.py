@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from scanner.configs import is_config
-from scanner.fingerprint import Params, UnitPrints
+from scanner.fingerprint import Params, UnitPrints, fork_pool
 from scanner.parse import Fragment, ParsedUnit
 from scanner.reference import KINDS, LEVELS, Reference
 from scanner.report import OTHER_LOCATIONS
@@ -346,9 +346,7 @@ def iter_matches(units: list[ParsedUnit], prints: list[UnitPrints], corpus: Refe
     _JOB = (units, prints, corpus, candidates, per_unit)
     try:
         if workers > 1 and len(order) > 1 and load >= _PARALLEL_MIN_CANDIDATES:
-            import multiprocessing
-
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
+            with fork_pool(workers) as pool:
                 for done, found in enumerate(pool.imap(_match_unit, order, chunksize=max(1, len(order) // (workers * 8)))):
                     yield from found
                     if progress is not None:

@@ -187,6 +187,42 @@ def test_fingerprints_identical_whatever_the_worker_count(tmp_path):
         assert a.license == b.license
 
 
+def test_the_pool_does_not_wake_its_maintenance_thread_for_every_result(monkeypatch):
+    """multiprocessing.Pool's maintenance thread polls whenever the result pipe holds data: the
+    parent burns a core's share while results stream in. fork_pool's waits for worker exits and
+    state changes only; the stock pool, on the same work, wakes once per result or more."""
+    import multiprocessing.pool
+
+    from scanner import fingerprint
+
+    wakes = []
+    stock_wait = multiprocessing.pool.Pool._wait_for_updates
+
+    def counted(sentinels, change_notifier, timeout=None):
+        wakes.append(1)
+        return stock_wait(sentinels, change_notifier, timeout)
+
+    monkeypatch.setattr(multiprocessing.pool.Pool, "_wait_for_updates", staticmethod(counted))
+    monkeypatch.setattr(fingerprint, "_TASKS", [bytes(200_000)] * 200)  # results big enough to stream
+
+    def wakes_for(pool) -> int:
+        wakes.clear()
+        with pool:
+            results = list(pool.imap(_echo_task, range(200), chunksize=1))
+        assert [len(r) for r in results] == [200_000] * 200
+        return len(wakes)
+
+    quiet = wakes_for(fingerprint.fork_pool(2))
+    stock = wakes_for(multiprocessing.get_context("fork").Pool(2))
+    assert quiet <= 5 < 50 <= stock, (quiet, stock)
+
+
+def _echo_task(i: int) -> bytes:
+    from scanner import fingerprint
+
+    return fingerprint._TASKS[i]
+
+
 def test_concrete_and_abstract_sets():
     params = Params()
     unit = parsed()

@@ -11,7 +11,7 @@ identical whatever the number of workers.
 from __future__ import annotations
 
 import os
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from functools import lru_cache
 from dataclasses import dataclass, field
 
@@ -188,17 +188,14 @@ def _fingerprint_one(task: tuple[SourceUnit, Params, bool, bool, Syntax | None])
 _NOTICE_WORDS = ("copyright", "licen", "spdx", "(c)", "\N{COPYRIGHT SIGN}")
 
 
-def _has_notice_word(text: str) -> bool:
-    low = text.lower()
-    return any(word in low for word in _NOTICE_WORDS)
-
-
 def _header_text(unit: ParsedUnit, head_lines: int = 200) -> str:
     """The notices of the file's first head_lines lines, other lines blanked (line numbers kept).
 
     Notices live in comment blocks and docstrings; normalising the code and the ordinary
     comments around them was most of the cost of licence detection, and with them gone most
-    files of a project share one header text, which _analyse_header memoises.
+    files of a project share one header text, which _analyse_header memoises. Blank lines after
+    the last notice are dropped: they change no finding, and files of different lengths then
+    share a text too.
     """
     lines = unit.line_texts[:head_lines]
     kept = [""] * len(lines)
@@ -210,22 +207,29 @@ def _header_text(unit: ParsedUnit, head_lines: int = 200) -> str:
             hits.append(at)
             at = head.find(word, at + 1)
     line, counted = 0, 0
+    hit_lines = set()
     for at in sorted(hits):
         line += head.count("\n", counted, at)
         counted = at
         kept[line] = lines[line]
-    # Comment and docstring lines (sorted by line) in blocks of consecutive lines.
-    end = bisect_right(unit.comments, (len(lines), "\U0010ffff"))
-    block: list[int] = []
-    for ln, _ in unit.comments[:end] + [(0, "")]:
-        if block and ln not in (block[-1], block[-1] + 1):
-            if _has_notice_word("\n".join(lines[i - 1] for i in block)):
-                for i in block:
-                    kept[i - 1] = lines[i - 1]
-            block = []
-        if ln:
-            block.append(ln)
-    return "\n".join(kept)
+        hit_lines.add(line + 1)
+    # A comment or docstring line with a notice word keeps its whole block of consecutive
+    # comment and docstring lines (unit.comments is sorted by line).
+    comments = unit.comments
+    end = bisect_right(comments, (len(lines), "\U0010ffff"))
+    hi = -1
+    for ln in sorted(hit_lines):
+        i = bisect_left(comments, (ln,), hi + 1, end)
+        if i == end or comments[i][0] != ln:
+            continue  # not a comment line, or in the block just kept
+        lo = hi = i
+        while lo > 0 and comments[lo - 1][0] >= comments[lo][0] - 1:
+            lo -= 1
+        while hi + 1 < end and comments[hi + 1][0] <= comments[hi][0] + 1:
+            hi += 1
+        for c_line, _ in comments[lo:hi + 1]:
+            kept[c_line - 1] = lines[c_line - 1]
+    return "\n".join(kept).rstrip("\n")
 
 
 @lru_cache(maxsize=1024)

@@ -293,3 +293,51 @@ def test_file_notices_are_read_from_comment_blocks_docstrings_and_notice_lines_o
     # Ordinary comments and code are not notices; past the head (200 lines) nothing is read.
     assert _header_licence(b"# compute the sum\n" + code).spdx is None
     assert _header_licence(code * 10 + b"# SPDX-License-Identifier: MIT\n").spdx is None
+
+
+def _header_text_by_blocks(unit, head_lines: int = 200) -> str:
+    """_header_text as first written: every block of consecutive comment and docstring lines
+    checked for a notice word; lines of code with one kept on their own."""
+    from scanner.fingerprint import _NOTICE_WORDS
+
+    lines = unit.line_texts[:head_lines]
+    kept = ["" if not any(w in line.lower() for w in _NOTICE_WORDS) else line for line in lines]
+    blocks: list[list[int]] = []
+    for ln, _ in unit.comments:
+        if ln > len(lines):
+            break
+        if blocks and ln in (blocks[-1][-1], blocks[-1][-1] + 1):
+            blocks[-1].append(ln)
+        else:
+            blocks.append([ln])
+    for block in blocks:
+        if any(w in "\n".join(lines[i - 1] for i in block).lower() for w in _NOTICE_WORDS):
+            for i in block:
+                kept[i - 1] = lines[i - 1]
+    return "\n".join(kept)
+
+
+def test_header_text_keeps_the_notice_blocks_a_block_by_block_reading_keeps():
+    """Notices, blocks of comments and docstrings around them, and trailing blank lines dropped,
+    on generated headers: notices in comment blocks, docstrings, code, and past line 200."""
+    import random
+
+    from scanner.fingerprint import _header_text
+    from scanner.licenses import analyse
+
+    rng = random.Random(5)
+    pieces = ["# Copyright 2024 The Authors", "# Licensed under the Apache License, Version 2.0", "#",
+              "# plain comment", "# SPDX-License-Identifier: MIT", "x = 1", "__copyright__ = '(C) 2020 Z'",
+              '"""Docstring line', 'with a LICENSE word"""', "def f():", "    # (c) Someone", "    return 2",
+              "", "# \N{COPYRIGHT SIGN} 2019 Q", "y = 'licence'  # trailing", '"""Plain docstring."""']
+    kept_some = 0
+    for _ in range(300):
+        n = rng.choice([3, 20, 60, 199, 200, 201, 260])
+        text = "\n".join(rng.choice(pieces) for _ in range(n)) + rng.choice(["", "\n", "\n\n"])
+        unit = parse_unit(SourceUnit("h.py", text.encode()))
+        expected = _header_text_by_blocks(unit)
+        got = _header_text(unit)
+        assert got == expected.rstrip("\n")
+        assert analyse(got, head_lines=None) == analyse(expected, head_lines=None)
+        kept_some += bool(got.strip())
+    assert kept_some > 250

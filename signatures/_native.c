@@ -836,15 +836,14 @@ static Py_ssize_t intersect(const uint64_t *a, Py_ssize_t na, const uint64_t *b,
         }
         return count;
     }
+    /* Branch-free merge: which side advances is data, not a jump the CPU must guess (the two
+     * sets interleave at random). */
     Py_ssize_t i = 0, j = 0;
     while (i < na && j < nb) {
-        if (a[i] < b[j]) i++;
-        else if (a[i] > b[j]) j++;
-        else {
-            count++;
-            i++;
-            j++;
-        }
+        uint64_t x = a[i], y = b[j];
+        count += x == y;
+        i += x <= y;
+        j += y <= x;
     }
     return count;
 }

@@ -163,7 +163,8 @@ static PyObject *shingle_hashes(PyObject *self, PyObject *args) {
 
 /* An introsort: quicksort (median of three) with insertion sort for short ranges and heapsort past
  * 2 log n levels; inlined comparisons are several times faster than qsort's comparator calls.
- * sort_u64 sorts shingle hashes, sort_i32 fragment ids, sort_qkeys query keys (band_query). */
+ * sort_u64 sorts shingle hashes, sort_i32 fragment ids, sort_qkeys query keys (band_query), sort_pos
+ * (value, position) pairs (aligned runs). */
 #define DEFINE_SORT(NAME, T, LESS)                                                                           \
     static void NAME##_sift(T *v, Py_ssize_t root, Py_ssize_t n) {                                      \
         for (;;) {                                                                                     \
@@ -649,11 +650,8 @@ typedef struct {
     Py_ssize_t at;
 } Pos;
 
-static int cmp_pos(const void *x, const void *y) {
-    const Pos *a = x, *b = y;
-    if (a->value != b->value) return (a->value > b->value) - (a->value < b->value);
-    return (a->at > b->at) - (a->at < b->at);
-}
+#define LESS_POS(a, b) ((a).value < (b).value || ((a).value == (b).value && (a).at < (b).at))
+DEFINE_SORT(sort_pos, Pos, LESS_POS) /* (value, position) pairs are distinct: any sort gives one order */
 
 /* The greedy monotone runs (i, j, n) of equal values of s_seq and r_seq (see shingles.aligned_runs),
  * as triples in a malloc'd array (*count of them); NULL with MemoryError set. */
@@ -682,7 +680,7 @@ static Py_ssize_t *find_runs(const uint64_t *s_seq, Py_ssize_t ns, const uint64_
         pos[j].value = r_seq[j];
         pos[j].at = j;
     }
-    qsort(pos, nr, sizeof(Pos), cmp_pos);
+    sort_pos(pos, nr);
     Py_ssize_t i = 0, last_j = -1;
     while (i < ns) {
         /* the first position of s_seq[i] in r_seq after last_j (bisect_right of last_j) */

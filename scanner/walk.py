@@ -209,9 +209,13 @@ def read_regular(path: str | os.PathLike, cap: int) -> bytes:
         size = os.fstat(fd).st_size
         if size > cap:
             raise FileTooLarge(size)
-        chunks, size = [], 0
+        # The first read asks for the size fstat gave, and one byte more (a file that grew shows
+        # it); os.read allocates what it is asked for, so a fixed large request cost a 1 MiB
+        # allocation, its pages and its shrinking per file (half the walk's time).
+        chunks, want, size = [], size + 1, 0
         while size <= cap:
-            chunk = os.read(fd, min(cap + 1 - size, 1024 * 1024) or 1)
+            chunk = os.read(fd, min(cap + 1 - size, want))
+            want = 64 * 1024
             if not chunk:
                 break
             chunks.append(chunk)

@@ -432,3 +432,40 @@ def test_other_locations_list_the_first_few_and_count_them_all(tmp_path):
     assert f["reference"]["path"] == "m00/loss.py"
     assert f["other_locations"]["count"] == copies
     assert [o["path"] for o in f["other_locations"]["locations"]] == [f"m{i:02d}/loss.py" for i in range(1, OTHER_LOCATIONS + 1)]
+
+
+@pytest.mark.parametrize("size", [0, 1, 4095, 65536, 65537, 1024 * 1024 + 3])
+def test_read_regular_reads_every_byte_and_stops_at_the_cap(tmp_path, size):
+    from scanner.walk import FileTooLarge, read_regular
+
+    path = tmp_path / "f.py"
+    data = os.urandom(size)
+    path.write_bytes(data)
+    assert read_regular(path, cap=size) == data
+    assert read_regular(path, cap=size + 10) == data
+    if size:
+        with pytest.raises(FileTooLarge) as exc:
+            read_regular(path, cap=size - 1)
+        assert not exc.value.grew
+
+
+def test_read_regular_reads_past_a_stale_size_and_catches_growth(tmp_path, monkeypatch):
+    """A file that grew after fstat (the size it gave is stale): read to its end, or refused as
+    grown past the cap. The race itself cannot be timed in a test: fstat reports the old size."""
+    import scanner.walk as walk
+
+    path = tmp_path / "f.py"
+    data = os.urandom(200_000)
+    path.write_bytes(data)
+    real_fstat = os.fstat
+
+    def stale(fd):
+        st = real_fstat(fd)
+        return os.stat_result((st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid, st.st_gid, 10,
+                               st.st_atime, st.st_mtime, st.st_ctime))
+
+    monkeypatch.setattr(walk.os, "fstat", stale)
+    assert walk.read_regular(path, cap=300_000) == data
+    with pytest.raises(walk.FileTooLarge) as exc:
+        walk.read_regular(path, cap=150_000)
+    assert exc.value.grew and exc.value.size == 150_001

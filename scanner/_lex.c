@@ -8,6 +8,7 @@
  *     -> (abstract: bytearray of uint64, concrete: bytearray of uint64, lines: bytearray of int32,
  *         comments: list[tuple[int, str]])
  *   anchors(data: bytes) -> list[int]: offsets of the tokens def, class, import, from
+ *   outline(data: bytes) -> (bytes, bytes of int64 pairs): parse.outline_source
  *
  * It must give exactly what the Python path gives (tests/test_speedups.py compares them on every
  * file of a real package and on generated and random inputs), so each rule below names the part
@@ -465,6 +466,112 @@ static PyObject *anchors(PyObject *self, PyObject *args) {
     return out;
 }
 
+/* ---- the outline: parse.outline_source ---------------------------------------------------- */
+
+typedef struct {
+    unsigned char *out;
+    Py_ssize_t w, copied; /* bytes written; source bytes consumed */
+    int64_t *map;         /* (outline offset after a placeholder, source offset - outline offset) pairs */
+    Py_ssize_t nmap, capmap;
+} Outline;
+
+/* Source bytes [a, b) become 'x' (right after the bracket or quote: tree-sitter-python misreads
+ * some tokens at column 0 inside brackets), their newlines, and as many spaces as the last line's
+ * bytes (the closing bracket or quote keeps its column). Not when that is no shorter. */
+static int outline_cut(Outline *o, const unsigned char *d, Py_ssize_t a, Py_ssize_t b) {
+    Py_ssize_t nl = 0, last_nl = -1;
+    for (Py_ssize_t i = a; i < b; i++)
+        if (d[i] == '\n') {
+            nl++;
+            last_nl = i;
+        }
+    Py_ssize_t tail = last_nl >= 0 ? b - last_nl - 1 : 0;
+    if (1 + nl + tail >= b - a) return 0;
+    memcpy(o->out + o->w, d + o->copied, a - o->copied);
+    o->w += a - o->copied;
+    o->out[o->w++] = 'x';
+    memset(o->out + o->w, '\n', nl);
+    o->w += nl;
+    memset(o->out + o->w, ' ', tail);
+    o->w += tail;
+    o->copied = b;
+    if (o->nmap == o->capmap) {
+        Py_ssize_t cap = o->capmap ? o->capmap * 2 : 64;
+        int64_t *m = realloc(o->map, cap * 2 * sizeof(int64_t));
+        if (!m) return -1;
+        o->map = m;
+        o->capmap = cap;
+    }
+    o->map[2 * o->nmap] = o->w;
+    o->map[2 * o->nmap + 1] = o->copied - o->w;
+    o->nmap++;
+    return 0;
+}
+
+static PyObject *outline(PyObject *self, PyObject *args) {
+    Py_buffer buf;
+    if (!PyArg_ParseTuple(args, "y*", &buf)) return NULL;
+    const unsigned char *d = buf.buf;
+    Py_ssize_t n = buf.len, p = 0, open_end = 0, inner = 0;
+    int depth = 0;
+    PyObject *result = NULL;
+    /* The outline is never longer than the source: a cut is made only where it is shorter. */
+    Outline o = {malloc(n ? n : 1), 0, 0, NULL, 0, 0};
+    if (!o.out) goto nomem;
+    while (p < n) {
+        while (p < n && (d[p] == ' ' || d[p] == '\t' || d[p] == '\f')) p++;
+        if (p >= n) break;
+        enum kind kind;
+        Py_ssize_t len = token_at(d, n, p, &kind);
+        unsigned char c = d[p];
+        if (kind == K_OP && len == 1 && (c == '(' || c == '[' || c == '{')) {
+            if (depth == 0) {
+                open_end = p + 1;
+                inner = 0;
+            } else {
+                inner++;
+            }
+            depth++;
+        } else if (kind == K_OP && len == 1 && (c == ')' || c == ']' || c == '}')) {
+            if (depth == 1 && inner > 0 && outline_cut(&o, d, open_end, p) < 0) goto nomem;
+            if (depth > 1) inner++;
+            if (depth > 0) depth--;
+        } else if (depth > 0) {
+            if (kind != K_NL) inner++;
+        } else if (kind == K_STR && len >= 2) {
+            Py_ssize_t q = p;
+            int formatted = 0;
+            while (d[q] != '"' && d[q] != '\'') {
+                if (strchr("fFtT", d[q])) formatted = 1;
+                q++;
+            }
+            Py_ssize_t body = q + 1, end = p + len - 1;
+            if (p + len - q >= 6 && d[q + 1] == d[q] && d[q + 2] == d[q]) {
+                body = q + 3;
+                end = p + len - 3;
+            }
+            int continued = 0; /* a one-quote string continued with a backslash: its newline stays escaped */
+            if (body == q + 1)
+                for (Py_ssize_t i = body; i < end; i++)
+                    if (d[i] == '\n' || d[i] == '\r') continued = 1;
+            if (!formatted && !continued && end > body && outline_cut(&o, d, body, end) < 0) goto nomem;
+        }
+        p += len;
+    }
+    memcpy(o.out + o.w, d + o.copied, n - o.copied);
+    o.w += n - o.copied;
+    result = Py_BuildValue("(NN)", PyBytes_FromStringAndSize((const char *)o.out, o.w),
+                           PyBytes_FromStringAndSize((const char *)o.map, o.nmap * 2 * sizeof(int64_t)));
+    goto done;
+nomem:
+    PyErr_NoMemory();
+done:
+    free(o.out);
+    free(o.map);
+    PyBuffer_Release(&buf);
+    return result;
+}
+
 static PyObject *py_xxh64(PyObject *self, PyObject *args) {
     Py_buffer buf;
     if (!PyArg_ParseTuple(args, "y*", &buf)) return NULL;
@@ -476,6 +583,7 @@ static PyObject *py_xxh64(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"lex", lex, METH_VARARGS, "Token hashes (abstract, concrete), lines and comments of Python source bytes."},
     {"anchors", anchors, METH_VARARGS, "Byte offsets of the tokens def, class, import and from."},
+    {"outline", outline, METH_VARARGS, "The outline tree-sitter parses for definitions: (bytes, offset map)."},
     {"xxh64", py_xxh64, METH_VARARGS, "XXH64 (seed 0) of bytes, as the lexer hashes tokens."},
     {NULL, NULL, 0, NULL}};
 

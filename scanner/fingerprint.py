@@ -167,7 +167,7 @@ def _fingerprint_one(task: tuple[SourceUnit, Params, bool, bool, Syntax | None])
             arch = None
     else:
         if syntax is None:
-            syntax = parsed = parse_syntax(source.data, keep_imports=not as_reference)
+            syntax = parsed = parse_syntax(source.data, keep_imports=not as_reference, outline=as_reference)
         unit = parse_unit(source, keep_imports=not as_reference, syntax=syntax)
     prints = fingerprint_unit(unit, params, _worker_cache(), _worker_hasher(params))
     unit.abstract, unit.concrete, unit.hashes = [], [], None

@@ -35,15 +35,19 @@ _BATCH = 500  # keys per SELECT (SQLite's variable limit is 999 in old builds)
 @lru_cache(maxsize=1)
 def _salt() -> bytes:
     """What a parse result depends on besides the bytes: the code that reads the tree (this
-    package's parse.py) and the parser (tree-sitter's and the grammar's compiled modules, by path,
-    size and time: an upgrade or a reinstall changes them; a metadata lookup costs 35 ms a run)."""
+    package's parse.py, and its compiled lexer, whose outline a reference's tree-sitter reads) and
+    the parser (tree-sitter's and the grammar's compiled modules), the compiled ones by path, size
+    and time: an upgrade or a reinstall changes them; a metadata lookup costs 35 ms a run."""
     import tree_sitter._binding
     import tree_sitter_python._binding
 
     import scanner.parse
 
     parts = [Path(scanner.parse.__file__).read_bytes()]
-    for module in (tree_sitter._binding, tree_sitter_python._binding):
+    modules = [tree_sitter._binding, tree_sitter_python._binding]
+    if scanner.parse._COMPILED is not None:
+        modules.append(scanner.parse._COMPILED)
+    for module in modules:
         stat = os.stat(module.__file__)
         parts.append(f"{module.__file__}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return hashlib.sha256(b"\0".join(parts)).digest()

@@ -86,6 +86,31 @@ def test_syntax_errors_do_not_raise():
     assert {f.symbol for f in unit.fragments} >= {"ok", "C", "C.m"}
 
 
+def test_a_reference_is_parsed_from_its_outline_and_scanned_code_whole():
+    """A reference's tree-sitter reads an outline (brackets' insides and string bodies cut), which
+    finds the same definitions and docstrings, but cannot see a syntax error inside brackets: the
+    scanned side, whose errors the report notes, parses the whole source."""
+    from scanner.fingerprint import fingerprint_sources
+    from scanner.parse import outline_source, parse_syntax
+    from scanner.reference import fragment_rows
+
+    data = (b'"""Module\n   doc."""\nx = f(a b)\n\n@deco(1,\n      2)\ndef g(y: Dict[str, int] = {"k": [1, 2]}):\n'
+            b'    """Doc of g."""\n    return [y,\n            y]\n\n\nclass C(B, metaclass=M):\n    def m(self):\n'
+            b'        return (1,\n                2)\n')
+    cut, _ = outline_source(data)
+    assert len(cut) < len(data) * 0.8 and b"a b" not in cut and b"Doc of g" not in cut
+    whole, outlined = parse_syntax(data, keep_imports=False), parse_syntax(data, keep_imports=False, outline=True)
+    assert whole.error_lines == (3,) and outlined.error_lines == ()
+    assert outlined.defs == whole.defs and outlined.docstrings == whole.docstrings
+    assert [data[s:e] for _, _, s, e in outlined.docstrings] == [b'"""Module\n   doc."""', b'"""Doc of g."""']
+    scanned, = fingerprint_sources([SourceUnit("m.py", data)], Params())
+    reference, = fingerprint_sources([SourceUnit("m.py", data)], Params(), as_reference=True)
+    assert scanned.unit.error_lines == [3] and reference.unit.error_lines == []
+    assert np.array_equal(reference.prints.fragment_rows, fragment_rows(scanned.unit.fragments))
+    with pytest.raises(ValueError):
+        parse_syntax(data, keep_imports=True, outline=True)
+
+
 def test_invalid_utf8_and_nul_bytes_do_not_raise():
     unit = parsed(b"x = '\xff\xfe'\n\x00\ndef f():\n    return 1\n")
     assert unit.invalid_utf8

@@ -52,12 +52,15 @@ def test_a_kept_parse_result_gives_the_unit_a_fresh_parse_gives():
     assert len(units) > 100
     broken = 0
     for unit in units:
-        for keep_imports in (True, False):
-            syntax = parse_syntax(unit.data, keep_imports)
+        for keep_imports, outline in ((True, False), (False, False), (False, True)):
+            syntax = parse_syntax(unit.data, keep_imports, outline)
             kept = decode(encode(syntax), len(unit.data))
             assert kept == syntax
             _same_unit(parse_unit(unit, keep_imports=keep_imports, syntax=kept),
-                       parse_unit(unit, keep_imports=keep_imports))
+                       parse_unit(unit, keep_imports=keep_imports, syntax=syntax))
+            if not outline:
+                _same_unit(parse_unit(unit, keep_imports=keep_imports, syntax=kept),
+                           parse_unit(unit, keep_imports=keep_imports))
             broken += bool(syntax.error_lines)
     assert broken >= 20  # the edits did break code: the retry without comments and the error lines are covered
 
@@ -87,9 +90,9 @@ def _instrumented(monkeypatch) -> list[int]:
     parsed: list[int] = []
     real = scanner.parse.parse_syntax
 
-    def counting(data, keep_imports=True):
+    def counting(data, keep_imports=True, outline=False):
         parsed.append(len(data))
-        return real(data, keep_imports)
+        return real(data, keep_imports, outline)
 
     monkeypatch.setattr("scanner.fingerprint.parse_syntax", counting)
     return parsed

@@ -60,9 +60,19 @@ def both(data: bytes):
     return parse_unit(SourceUnit("m.py", data)), parse_unit(SourceUnit("m.py", data), tokens=True)
 
 
+def python_outline(data: bytes) -> tuple[bytes, bytes]:
+    saved, parse._COMPILED = parse._COMPILED, None
+    try:
+        return parse.outline_source(data)
+    finally:
+        parse._COMPILED = saved
+
+
 def assert_same_structure(data: bytes) -> None:
     """Anchors: the compiled lexer's are the Python lexer's; on a clean tree, entering it at them
-    finds exactly the definitions and imports that the structure query (visiting every node) finds."""
+    finds exactly the definitions and imports that the structure query (visiting every node) finds.
+    Outlines: the compiled one is the Python one, and a reference's parse of the outline finds what
+    the parse of the source finds, wherever the source parses without errors (or the outline with)."""
     assert parse._COMPILED.anchors(data) == [
         m.start(1) for m in parse._TOKEN.finditer(data) if m.group(1) in parse._ANCHOR_WORDS], data[:200]
     root = parse._parser().parse(data).root_node
@@ -71,6 +81,12 @@ def assert_same_structure(data: bytes) -> None:
         found, queried = parse.structure(root, data), parse.query_structure(root)
         assert spans(found[0]) == spans(queried[0]), data[:200]
         assert spans(found[1]) == spans(queried[1]), data[:200]
+    cut, cuts = parse._COMPILED.outline(data)
+    assert (cut, cuts) == python_outline(data), data[:200]
+    assert len(cut) <= len(data) and cut.count(b"\n") == data.count(b"\n"), data[:200]
+    if not root.has_error or parse._parser().parse(cut).root_node.has_error:
+        outlined = parse.parse_syntax(data, keep_imports=False, outline=True)
+        assert outlined == parse.parse_syntax(data, keep_imports=False), data[:200]
 
 
 def assert_same(data: bytes) -> int:
@@ -146,6 +162,13 @@ def test_same_tokens_on_generated_programs(tape, style_seed):
     b"", b"\r", b"\\", b"x = '", b'"""abc', b'"""a""""', b"'''\\", b'rb"x" fr\'y\' brf"z"', b"0x 0xg 0b1j 1e 1e+ 1e_ 1.__x",
     b"...5 ..5 .5j 5.e-3J", b"a\\\r\nb\\\rc", b"s = 'a\\\nb'\n", b"'a' 'b'\n'c'\n", b"\xff\xfe = 1 # \xff\n",
     b"x = 'a' * 300\ny = '" + b"z" * 500 + b"'\n", b'def f():\n    "doc"\n    "not doc"\n    return 1\n',
+    # Outlines: tails, one-line cuts no shorter than what they replace, continued and formatted
+    # strings, mapping patterns (an outline with errors), unbalanced brackets, CRLF, comments inside.
+    b'def f(\n    a,\n    b):\n    """Doc\n    more.\n    """\n    return g(a)[\n        0]\n',
+    b"x = (\n a)\ny = [\n\n  b]\nz = ''\nw = 'a'\nv = (1)\n", b"s = 'a\\\nb'\ndef f():\n    return f'{x}' + t'{y}'\n",
+    b"match p:\n    case {'k': v}:\n        pass\n    case [a, *b]:\n        pass\ndef g():\n    return (1,\n 2)\n",
+    b"x = (1, [2)\ndef f(): pass\n", b"def f(a,\r\n      b):\r\n    '''d\r\n    '''\r\n    return (a  # c\r\n)\r\n",
+    b"@deco(\n    x=1)\nclass A(B,\n        metaclass=M):\n    'doc'\n    def m(self, *a, **k) -> Dict[str, int]:\n        pass\n",
 ])
 def test_same_tokens_on_edge_cases(lexc, data):
     assert_same(data)

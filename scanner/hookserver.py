@@ -208,9 +208,6 @@ def _preload() -> None:
     import fcntl  # noqa: F401
     import locale  # noqa: F401
     import mmap  # noqa: F401
-    import secrets  # noqa: F401
-
-    import numpy.random  # noqa: F401
 
     import reports.text  # noqa: F401
     import scanner.attribute  # noqa: F401

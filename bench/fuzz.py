@@ -78,6 +78,12 @@ def check(data: bytes) -> set:
     syntax = parse_syntax(data)
     kept = decode(encode(syntax), len(data))
     _expect(kept == syntax, "the parse cache does not give the parse back")
+    # A reference is parsed from its outline: where the source parses without errors, or the
+    # outline with, it finds what the source's parse finds.
+    outlined = parse_syntax(data, keep_imports=False, outline=True)
+    _expect(decode(encode(outlined), len(data)) == outlined, "an outline's parse is not a well-formed parse result")
+    if not syntax.error_lines:
+        _expect(outlined == parse_syntax(data, keep_imports=False), "the outline finds other definitions than the source")
     unit = parse_unit(SourceUnit("fuzz.py", data), syntax=kept)
     n = len(unit.lines)
     n_lines = max(1, data.count(b"\n") + (0 if data.endswith(b"\n") else 1))

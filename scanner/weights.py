@@ -39,6 +39,7 @@ import xxhash
 
 from scanner.errors import ProvscanError
 from scanner.walk import NotRegularFile, open_regular
+from signatures import exit_cleanly_on_bus_error
 
 __all__ = [
     "COPY_MIN_ELEMENTS",
@@ -597,6 +598,7 @@ def _stats_one(mm: mmap.mmap, info: TensorInfo, row_stride: int) -> TensorStats:
 @contextlib.contextmanager
 def _mapped(path: str | os.PathLike) -> Iterator[mmap.mmap]:
     fh, _size = _open_regular(path)
+    exit_cleanly_on_bus_error()
     with fh:
         try:
             mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)

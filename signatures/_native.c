@@ -27,6 +27,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifndef _WIN32
+#include <signal.h>
+#include <unistd.h>
+#endif
 
 static inline uint32_t fmix32(uint32_t h) {
     h ^= h >> 16;
@@ -1168,7 +1172,46 @@ done:
     return result;
 }
 
+/* ---- a clear exit on SIGBUS ------------------------------------------------------------------ */
+
+/* A memory-mapped file (an index array, a weights file) truncated by another process while it is
+ * mapped: touching a page past its new end raises SIGBUS, which would otherwise kill the process
+ * with no word. Python cannot handle it (its handler runs between bytecodes, and the faulting
+ * instruction runs again): this one writes one line and exits 2, as every other bad input does.
+ * Only async-signal-safe calls (write, _exit). */
+static char bus_message[1024];
+static size_t bus_length;
+
+#ifndef _WIN32
+static void on_bus_error(int sig) {
+    (void)sig;
+    ssize_t written = write(2, bus_message, bus_length);
+    (void)written;
+    _exit(2);
+}
+#endif
+
+static PyObject *py_exit_on_bus_error(PyObject *self, PyObject *args) {
+    const char *message;
+    Py_ssize_t length;
+    if (!PyArg_ParseTuple(args, "y#", &message, &length)) return NULL;
+#ifndef _WIN32
+    if ((size_t)length > sizeof(bus_message)) length = sizeof(bus_message);
+    memcpy(bus_message, message, (size_t)length);
+    bus_length = (size_t)length;
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_bus_error;
+    sigemptyset(&action.sa_mask);
+    if (sigaction(SIGBUS, &action, NULL) != 0) return PyErr_SetFromErrno(PyExc_OSError);
+#endif
+    Py_RETURN_NONE;
+}
+
+
 static PyMethodDef methods[] = {
+    {"exit_on_bus_error", py_exit_on_bus_error, METH_VARARGS,
+     "On SIGBUS, write this message to stderr and exit 2."},
     {"signature", signature, METH_VARARGS, "MinHash (affine32) of uint32 hashes into out."},
     {"nested_signatures", nested_signatures, METH_VARARGS, "One MinHash per row of nested fragments, into out."},
     {"shingle_hashes", shingle_hashes, METH_VARARGS, "Hash of every window of k uint64 token hashes."},

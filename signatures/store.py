@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from scanner.errors import ProvscanError
+from signatures import exit_cleanly_on_bus_error
 
 # 3: parser fixes changed some token streams (docstrings after comments, decorators next to
 # dedented comments) and references keep their model artifacts: older indexes are rebuilt.
@@ -268,6 +269,7 @@ class EmbeddedStore:
                 file = folder / f"{name}.npy"
                 if not self.checks.verified(file, info["xxh3"]):
                     raise ValueError(f"{name}.npy does not match its checksum")
+                exit_cleanly_on_bus_error()
                 arr = np.load(file, mmap_mode="r", allow_pickle=False)
                 if list(arr.shape) != info["shape"] or str(arr.dtype) != info["dtype"]:
                     raise ValueError(f"{name}.npy has shape {arr.shape} {arr.dtype}, expected {info['shape']} {info['dtype']}")

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from scanner.cli import main
-from tests.conftest import EXAMPLES, RedisServer
+from tests.conftest import EXAMPLES, RedisServer, need
 from tests.test_index import _big_reference, cli, comparable
 
 UPSTREAM = EXAMPLES / "upstream"
@@ -124,6 +124,37 @@ def _measure_add(argv: list[str], index: Path) -> tuple[float, float, float]:
     duration = time.monotonic() - start
     assert proc.returncode == 0, proc.stderr.read()
     return duration, t_tmp or duration, t_commit or duration
+
+
+_CUT_SHORT = """
+import os, sys
+from pathlib import Path
+
+from scanner import __version__
+from scanner.fingerprint import Params
+from signatures.store import open_store
+
+index = Path(sys.argv[1])
+(ref,) = open_store(index, Params().index_key(), __version__).load()
+tokens = ref.arrays["abs_tok"]  # memory-mapped
+(path,) = index.glob("refs/*/abs_tok.npy")
+os.truncate(path, 0)  # another process cuts the file short while it is mapped
+print("read", int(tokens[-1]))  # a page past the new end: SIGBUS
+"""
+
+
+def test_an_index_file_cut_short_while_mapped_exits_2_with_one_line(tmp_path):
+    """SIGBUS, which a memory-mapped file cut short raises, kills a process without a word (and
+    Python cannot catch it): the compiled module's handler prints one line and exits 2."""
+    need("signatures._native")
+    index = tmp_path / "idx"
+    proc = cli("index", "add", "tinylm", str(UPSTREAM), "--index", str(index))
+    assert proc.returncode == 0, proc.stderr
+    run = subprocess.run([sys.executable, "-c", _CUT_SHORT, str(index)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, (run.returncode, run.stderr)
+    assert run.stdout == ""  # the read never returned
+    (line,) = run.stderr.splitlines()
+    assert line.startswith("provscan: error: a memory-mapped file was cut short") and "rebuild the index" in line
 
 
 def test_kill_9_during_index_add_at_random_points(tmp_path):

@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from scanner.fingerprint import Params, abstract_set, eligible, fingerprint_unit  # noqa: E402
-from scanner.parse import _parser, parse_syntax, parse_unit  # noqa: E402
+from scanner.parse import _parser, parse_syntax, parse_unit, python_newlines  # noqa: E402
 from scanner.parsecache import decode, encode  # noqa: E402
 from scanner.walk import SourceUnit  # noqa: E402
 from signatures.minhash import MinHasher, to_hash32  # noqa: E402
@@ -86,7 +86,8 @@ def check(data: bytes) -> set:
         _expect(outlined == parse_syntax(data, keep_imports=False), "the outline finds other definitions than the source")
     unit = parse_unit(SourceUnit("fuzz.py", data), syntax=kept)
     n = len(unit.lines)
-    n_lines = max(1, data.count(b"\n") + (0 if data.endswith(b"\n") else 1))
+    read = python_newlines(data)  # lines as Python reads them (a lone \r ends one)
+    n_lines = max(1, read.count(b"\n") + (0 if read.endswith(b"\n") else 1))
     # The compiled lexer gives token hashes only; the Python one, the token strings.
     channels = unit.hashes if unit.hashes is not None else (unit.abstract, unit.concrete)
     _expect(len(channels[0]) == n and len(channels[1]) == n, "channel lengths differ")

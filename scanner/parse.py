@@ -364,6 +364,18 @@ def _first_statement(body):
     return None
 
 
+_LONE_CR = re.compile(rb"\r(?!\n)")
+
+
+def python_newlines(data: bytes) -> bytes:
+    """data with each lone carriage return made a newline.
+
+    Python reads \r\n, \r and \n alike as line ends (a file with \r alone runs), while tree-sitter
+    and the lexer count \n: unread, such a file was one long line that parsed to errors, and the
+    copies in it went unfound. The length is the same, so byte offsets stay."""
+    return _LONE_CR.sub(b"\n", data) if b"\r" in data else data
+
+
 def decode_source(data: bytes) -> tuple[str, bool]:
     """(text, whether invalid UTF-8 was replaced)."""
     try:
@@ -407,6 +419,7 @@ def parse_syntax(data: bytes, keep_imports: bool = True, outline: bool = False) 
     """
     if outline and keep_imports:
         raise ValueError("an outline does not keep imports")
+    data = python_newlines(data)
     if outline:
         cut, cuts = outline_source(data)
         if cuts:
@@ -547,7 +560,7 @@ def parse_unit(unit: SourceUnit, tokens: bool = False, keep_imports: bool = True
     empty (a stored reference does not keep them). syntax: parse_syntax(unit.data, keep_imports),
     when already known.
     """
-    data = unit.data
+    data = python_newlines(unit.data)
     text, invalid = decode_source(data)
     if syntax is None:
         syntax = parse_syntax(data, keep_imports)

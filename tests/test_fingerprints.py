@@ -111,6 +111,24 @@ def test_a_reference_is_parsed_from_its_outline_and_scanned_code_whole():
         parse_syntax(data, keep_imports=True, outline=True)
 
 
+@pytest.mark.parametrize("ending", [b"\r", b"\r\n", b"\r\r\n"])
+def test_carriage_returns_end_lines_as_python_reads_them(ending):
+    """Python reads a lone \r as a line end (a file with \r alone runs): read otherwise, such a file
+    was one line of syntax errors, and a copy in it went unfound."""
+    text = SRC.replace(b"\r\n", b"\n")
+    lf = parse_unit(SourceUnit("m.py", text))
+    other = parse_unit(SourceUnit("m.py", text.replace(b"\n", ending)))
+    step = 2 if ending == b"\r\r\n" else 1  # \r then \r\n: two line ends, as Python counts them
+    assert other.error_lines == lf.error_lines == []
+    assert other.fragments[0].end_line == step * lf.fragments[0].end_line  # the module: every line
+    assert [(f.kind, f.symbol, f.start_line, f.end_line) for f in other.fragments[1:]] == [
+        (f.kind, f.symbol, step * (f.start_line - 1) + 1, step * (f.end_line - 1) + 1) for f in lf.fragments[1:]]
+    assert len(lf.fragments) == 6 and lf.hashes is not None
+    assert np.array_equal(other.hashes[0], lf.hashes[0]) and np.array_equal(other.hashes[1], lf.hashes[1])
+    assert other.lines.tolist() == [step * (line - 1) + 1 for line in lf.lines.tolist()]
+    assert [(step * (ln - 1) + 1, t) for ln, t in lf.comments] == other.comments
+
+
 def test_invalid_utf8_and_nul_bytes_do_not_raise():
     unit = parsed(b"x = '\xff\xfe'\n\x00\ndef f():\n    return 1\n")
     assert unit.invalid_utf8

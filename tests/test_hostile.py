@@ -463,7 +463,8 @@ def case_bad_bytes(w: World) -> Case:
     write(t / "bad.ipynb", b'{"cells": [{"cell_type": "code", "source": "x = \xff\xfe"}]}')
     write(t / "nul.ipynb", b'{"cells": [\x00]}')
     write(t / "escapes.ipynb", _notebook("# \ud800 \x1b[2J\n" + COPY))
-    return Case(str(t), formats=("json", "text"), copies={"late_nul.py", "latin1.py", "surrogates.py", "bom.py", "controls.py"},
+    return Case(str(t), formats=("json", "text"), copies={"late_nul.py", "latin1.py", "surrogates.py", "bom.py", "controls.py",
+                                                           "cr_only.py"},
                 skips={"nul.py": "binary content", "utf16.py": "binary content", "nul.ipynb": "not valid JSON"},
                 check=lambda w, r: _assert_note(r, "latin1.py", "invalid-utf8"))
 

@@ -657,8 +657,6 @@ typedef struct {
 #define LESS_POS(a, b) ((a).value < (b).value || ((a).value == (b).value && (a).at < (b).at))
 DEFINE_SORT(sort_pos, Pos, LESS_POS) /* (value, position) pairs are distinct: any sort gives one order */
 
-/* The greedy monotone runs (i, j, n) of equal values of s_seq and r_seq (see shingles.aligned_runs),
- * as triples in a malloc'd array (*count of them); NULL with MemoryError set. */
 /* A list of count tuples of width ints each, from values laid end to end (runs, blocks). */
 static PyObject *tuple_list(const Py_ssize_t *values, Py_ssize_t count, int width) {
     PyObject *out = PyList_New(count);
@@ -675,6 +673,8 @@ static PyObject *tuple_list(const Py_ssize_t *values, Py_ssize_t count, int widt
     return out;
 }
 
+/* The greedy monotone runs (i, j, n) of equal values of s_seq and r_seq (see shingles.aligned_runs),
+ * as triples in a malloc'd array (*count of them); NULL with MemoryError set. */
 static Py_ssize_t *find_runs(const uint64_t *s_seq, Py_ssize_t ns, const uint64_t *r_seq, Py_ssize_t nr, Py_ssize_t *count) {
     Pos *pos = malloc((nr ? nr : 1) * sizeof(Pos));
     Py_ssize_t cap = 16, *runs = malloc(cap * 3 * sizeof(Py_ssize_t));
@@ -1179,10 +1179,10 @@ done:
  * with no word. Python cannot handle it (its handler runs between bytecodes, and the faulting
  * instruction runs again): this one writes one line and exits 2, as every other bad input does.
  * Only async-signal-safe calls (write, _exit). */
+#ifndef _WIN32
 static char bus_message[1024];
 static size_t bus_length;
 
-#ifndef _WIN32
 static void on_bus_error(int sig) {
     (void)sig;
     ssize_t written = write(2, bus_message, bus_length);

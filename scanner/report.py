@@ -159,12 +159,25 @@ class Report:
 
 def write_text_atomic(path, text: str) -> None:
     """Write a report or baseline whole or not at all: a full disk or a kill leaves the previous
-    file (or none), never a truncated one."""
+    file (or none), never a truncated one.
+
+    A target that exists and is not a regular file (/dev/stdout, /dev/null, a named pipe) is
+    written to as it is: renaming a file over it would replace the device or pipe itself.
+    """
     import os
+    import stat
     import tempfile
     from pathlib import Path
 
     target = Path(path)
+    try:
+        special = not stat.S_ISREG(os.stat(target).st_mode)
+    except OSError:
+        special = False  # absent (or unreadable): the atomic write below creates it or says why not
+    if special:
+        with open(target, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        return
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent if str(target.parent) else ".")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

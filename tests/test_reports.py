@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,27 @@ def _scan(tmp_path: Path, source: Path, fmt: str, *refs: Path) -> str:
         argv += ["--reference", str(ref)]
     assert main(argv) == 0
     return out.read_text(encoding="utf-8")
+
+
+def test_output_to_a_named_pipe_writes_into_it_and_leaves_it_a_pipe(tmp_path):
+    """--output /dev/stdout, /dev/null or a pipe: the atomic write (a temp file renamed over the
+    target) would replace the device or pipe itself with a regular file. A pipe stands in for them:
+    the test may not touch /dev."""
+    pipe = tmp_path / "report.pipe"
+    os.mkfifo(pipe)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(pipe.read_bytes()), daemon=True)
+    reader.start()
+    argv = ["scan", str(EXAMPLES / "suspect"), "--reference", str(EXAMPLES / "upstream"), "--format", "json",
+            "--output", str(pipe), "--fail-on", "never"]
+    assert main(argv) == 0
+    reader.join(10)
+    assert not reader.is_alive(), "nothing was written into the pipe"
+    assert stat.S_ISFIFO(os.lstat(pipe).st_mode)
+    assert [p.name for p in tmp_path.iterdir()] == ["report.pipe"]  # no temp file left beside it
+    findings = json.loads(got[0])["findings"]
+    assert len(findings) == 16
+    assert findings == json.loads(_scan(tmp_path, EXAMPLES / "suspect", "json", EXAMPLES / "upstream"))["findings"]
 
 
 def test_sarif_of_the_example_scan(tmp_path):

@@ -54,6 +54,8 @@ class ReferenceTerms:
     urls: set[str]
     # named_in's answers: a file with many copies asks about the same comments once per finding.
     _named: dict = field(default_factory=dict, repr=False, compare=False)
+    # file_evidence's comment evidence per (unit, reference module), for the same reason.
+    _comment_evidence: dict = field(default_factory=dict, repr=False, compare=False)
 
     def named_in(self, text: str, extra: set[str] = frozenset()) -> str | None:
         key = (text, frozenset(extra))
@@ -217,15 +219,10 @@ def file_evidence(unit: ParsedUnit, file_holders: list[str], ref_holders: list[s
         if any(holders_match(holder, rh) for rh in ref_holders):
             evidence.append(Evidence("file", unit.path, holder_line, holder, "reference copyright holder retained"))
             break
-    for ln, text, urls, generated, provenance in _telling_comments(unit):
-        for url in urls:
-            if any(u and url_key(url).startswith(u) for u in terms.urls):
-                evidence.append(Evidence("file", unit.path, ln, text.strip(), "URL of the reference"))
-                break
-        if generated and terms.named_in(text, {ref_module}):
-            evidence.append(Evidence("file", unit.path, ln, text.strip(), "generated-from banner names the reference"))
-        elif provenance and terms.named_in(text):
-            evidence.append(Evidence("file", unit.path, ln, text.strip(), "provenance comment in the file names the reference"))
+    key = (id(unit), ref_module)  # the units outlive terms, which a scan makes for its findings
+    if key not in terms._comment_evidence:
+        terms._comment_evidence[key] = _comment_evidence(unit, terms, ref_module)
+    evidence += terms._comment_evidence[key]
     top = ref_symbol.split(".")[0] if ref_symbol else None
     for imp in unit.imports:
         package = imp.module.split(".")[0]
@@ -235,6 +232,22 @@ def file_evidence(unit: ParsedUnit, file_holders: list[str], ref_holders: list[s
         ):
             evidence.append(Evidence("file", unit.path, imp.line, _line(unit, imp.line), "imports the reference module or symbol"))
             break
+    return evidence
+
+
+def _comment_evidence(unit: ParsedUnit, terms: ReferenceTerms, ref_module: str) -> list[Evidence]:
+    """file_evidence from the unit's comments: URLs of the reference, generated-from banners and
+    provenance comments naming it."""
+    evidence = []
+    for ln, text, urls, generated, provenance in _telling_comments(unit):
+        for url in urls:
+            if any(u and url_key(url).startswith(u) for u in terms.urls):
+                evidence.append(Evidence("file", unit.path, ln, text.strip(), "URL of the reference"))
+                break
+        if generated and terms.named_in(text, {ref_module}):
+            evidence.append(Evidence("file", unit.path, ln, text.strip(), "generated-from banner names the reference"))
+        elif provenance and terms.named_in(text):
+            evidence.append(Evidence("file", unit.path, ln, text.strip(), "provenance comment in the file names the reference"))
     return evidence
 
 

@@ -297,8 +297,10 @@ def align(s_pr: UnitPrints, s_frag: Fragment, r_pr: UnitPrints, r_frag: Fragment
 def _ranked(v: "Verified", corpus: ReferenceCorpus) -> np.ndarray:
     """Order of the verified copies, best first: most similar; among equals, the origin before
     fragments that say they are copies, then by reference, path and line."""
+    if len(v.fid) == 1:  # a third of a large scan's calls
+        return np.zeros(1, dtype=np.intp)
     first = int(v.pos[0])
-    if (v.pos == first).all():  # copies in one reference: its columns, gathered
+    if not np.count_nonzero(v.pos != first):  # copies in one reference: its columns, gathered
         noted, path_rank, start = (column[v.fid] for column in corpus.refs[first].rank_columns)
     else:
         noted, path_rank, start = np.zeros(len(v.fid), dtype=bool), np.zeros(len(v.fid), dtype=np.int64), \
@@ -461,7 +463,7 @@ def _verify_groups(corpus: ReferenceCorpus, s_sets: ShingleSets, pos: np.ndarray
     p = corpus.params
     ref_pos = int(pos[0]) if len(pos) else 0
     native = corpus.range_sets(ref_pos, "abstract").native, corpus.range_sets(ref_pos, "concrete").native
-    if _compiled is not None and None not in native and (pos == ref_pos).all():
+    if _compiled is not None and None not in native and not np.count_nonzero(pos != ref_pos):
         # The compiled twin, for the usual batch: candidates of one reference.
         ref = corpus.refs[ref_pos]
         out = _compiled.verify_groups(
@@ -520,7 +522,7 @@ def _verify_groups(corpus: ReferenceCorpus, s_sets: ShingleSets, pos: np.ndarray
 def _by_reference(pos: np.ndarray):
     """(reference position, mask) for each reference in pos (usually one)."""
     first = int(pos[0]) if len(pos) else 0
-    if len(pos) and (pos == first).all():
+    if len(pos) and not np.count_nonzero(pos != first):
         return [(first, np.ones(len(pos), dtype=bool))]
     return [(int(ref_pos), pos == ref_pos) for ref_pos in sorted_unique(pos).tolist()]
 

@@ -449,7 +449,8 @@ def test_aligned_runs_intersections_and_sorted_unique_are_python(nativec):
 
 
 def test_aligned_blocks_are_python(nativec):
-    """Aligned line ranges: shared blocks, reorderings, repeats, lines that do not increase (configs)."""
+    """Aligned line ranges: shared blocks, equal tokens, reorderings, repeats, lines that do not
+    increase (configs)."""
     rng = np.random.default_rng(13)
     for trial in range(400):
         alphabet = int(rng.integers(2, 30))
@@ -457,6 +458,8 @@ def test_aligned_blocks_are_python(nativec):
         r_tok = rng.integers(0, alphabet, int(rng.integers(0, 150))).astype(np.uint64)
         if len(s_tok) > 40 and rng.random() < 0.7:  # a copied block, maybe two
             r_tok = np.concatenate([r_tok[:20], s_tok[5:35], r_tok[20:], s_tok[:10]])
+        elif rng.random() < 0.25:  # an exact or renamed copy (the compiled code's shortcut), lines laid out anew
+            r_tok = s_tok.copy()
         lines = [np.cumsum(rng.integers(0, 3, len(t))).astype(np.int32) + 1 for t in (s_tok, r_tok)]
         if rng.random() < 0.3:  # a config: lines in key order, not increasing
             lines = [rng.permutation(x).astype(np.int32) for x in lines]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -67,6 +68,30 @@ def test_usage_errors():
 def test_unwritable_output(tmp_path):
     proc = run("scan", str(EXAMPLES / "suspect"), "-r", UPSTREAM, "--output", str(tmp_path / "no" / "dir" / "r.json"))
     assert_one_line_error(proc, "cannot write")
+
+
+def test_report_to_a_full_device():
+    """Standard output on a device that takes nothing (/dev/full): one line, exit 2, whether the
+    report fails at the write or at the flush after it."""
+    for fmt in ("json", "text"):
+        with open("/dev/full", "w") as full:
+            proc = subprocess.run([sys.executable, "-m", "scanner", "scan", str(EXAMPLES / "suspect"), "-r", UPSTREAM,
+                                   "--format", fmt], stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+        proc.stdout = ""
+        assert_one_line_error(proc, "cannot write the report", "No space left")
+
+
+def test_report_to_a_reader_that_has_gone():
+    """`provscan scan ... | head`: the reader has closed the pipe (here before the scan starts, so
+    every write fails). No traceback, no "Exception ignored" noise, the exit code of the findings."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "scanner", "scan", str(EXAMPLES / "suspect"), "-r", UPSTREAM],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert (proc.returncode, proc.stderr) == (1, "")  # unattributed copies, as if it had all been read
 
 
 def test_source_is_a_file(tmp_path):

@@ -405,9 +405,9 @@ def _leave(code: int) -> None:
     of ours is closed by now; what is left to write is in the standard streams."""
     try:
         sys.stdout.flush()
-    except (OSError, ValueError) as exc:  # a full disk, a closed pipe: the report is incomplete
+    except (OSError, ValueError) as exc:  # a full disk (the output is incomplete), a reader gone
         if not isinstance(exc, BrokenPipeError):
-            print(f"provscan: error: cannot write the report: {exc}", file=sys.stderr)
+            print(f"provscan: error: cannot write to standard output: {exc}", file=sys.stderr)
             code = 2
     try:
         sys.stderr.flush()

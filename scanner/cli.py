@@ -211,6 +211,18 @@ def _run_scan(args, cfg, only: set[str] | None = None):
             status.stop()
 
 
+def _emit(text: str, what: str = "the output") -> None:
+    """A command's output on standard output: a full device is one line and exit 2; a reader that
+    has gone (`| head`) wanted no more. (Short output fails at the flush on exit: see _leave.)"""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        pass
+    except OSError as exc:
+        raise UsageError(f"cannot write {what} to standard output: {exc.strerror}") from None
+
+
 def _apply_baseline(report, path: str | None, scanned_paths: set[str] | None = None) -> None:
     from scanner.suppress import apply_baseline, read_baseline
 
@@ -234,13 +246,7 @@ def cmd_scan(args) -> int:
         except OSError as exc:
             raise UsageError(f"cannot write {args.output}: {exc.strerror}") from None
     else:
-        try:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-        except BrokenPipeError:
-            pass  # the reader has gone (`| head`): it wanted no more
-        except OSError as exc:
-            raise UsageError(f"cannot write the report to standard output: {exc.strerror}") from None
+        _emit(text, "the report")
     return report.exit_code(args.fail_on or cfg.fail_on or "unattributed")
 
 
@@ -297,6 +303,7 @@ def cmd_hook(args) -> int:
     fail_on = args.fail_on or cfg.fail_on or "unattributed"
     from reports.text import inert
 
+    lines = []
     for f in report.findings:
         if f.severity == "note" and fail_on != "any":
             continue
@@ -305,10 +312,11 @@ def cmd_hook(args) -> int:
             where = f" {inert(f.reference.name)} {inert(f.reference.path)}:{f.reference.start_line}-{f.reference.end_line}"
             if f.similarity is not None:
                 where += f" ({f.similarity:.2f})"
-        print(f"{inert(f.path)}:{f.start_line}: {f.kind}:{where} \u2014 {_HOOK_ADVICE.get(f.kind, 'review it')}")
+        lines.append(f"{inert(f.path)}:{f.start_line}: {f.kind}:{where} \u2014 {_HOOK_ADVICE.get(f.kind, 'review it')}\n")
     for e in report.stale:
-        print(f"{inert(e.get('path'))}: stale baseline entry {inert(e.get('kind'))} {inert(e.get('symbol') or '')}: "
-              "remove it from the baseline")
+        lines.append(f"{inert(e.get('path'))}: stale baseline entry {inert(e.get('kind'))} {inert(e.get('symbol') or '')}: "
+                     "remove it from the baseline\n")
+    _emit("".join(lines))
     return report.exit_code(fail_on)
 
 
@@ -366,21 +374,21 @@ def cmd_index(args) -> int:
               f"in {done['seconds']} s -> {done['index']}")
         return 0
     if command == "list":
-        sys.stdout.write(index.render_listing(index.listing(options), args.format))
+        _emit(index.render_listing(index.listing(options), args.format))
         return 0
     if command == "info":
-        sys.stdout.write(index.render_info(index.info(options), args.format))
+        _emit(index.render_info(index.info(options), args.format))
         return 0
     if command == "presets":
         data = index.presets()
         if args.format == "json":
             import json
 
-            sys.stdout.write(json.dumps(data, indent=2) + "\n")
+            _emit(json.dumps(data, indent=2) + "\n")
         else:
-            for name, spec in sorted(data.items()):
-                print(f"{name}: {spec['description']}\n    {spec['source']}"
-                      + (f" include {' '.join(spec['include'])}" if spec.get("include") else ""))
+            _emit("".join(f"{name}: {spec['description']}\n    {spec['source']}"
+                          + (f" include {' '.join(spec['include'])}" if spec.get("include") else "") + "\n"
+                          for name, spec in sorted(data.items())))
         return 0
     if command == "remove":
         index.store_for(options).remove(args.name)

@@ -1208,7 +1208,6 @@ static PyObject *py_exit_on_bus_error(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-
 static PyMethodDef methods[] = {
     {"exit_on_bus_error", py_exit_on_bus_error, METH_VARARGS,
      "On SIGBUS, write this message to stderr and exit 2."},

@@ -81,6 +81,16 @@ def test_report_to_a_full_device():
         assert_one_line_error(proc, "cannot write the report", "No space left")
 
 
+def test_other_output_to_a_full_device():
+    """The same for a command that prints a listing (more than the stream's buffer holds)."""
+    for fmt in ("text", "json"):
+        with open("/dev/full", "w") as full:
+            proc = subprocess.run([sys.executable, "-m", "scanner", "index", "presets", "--format", fmt], stdout=full,
+                                  stderr=subprocess.PIPE, text=True, timeout=120)
+        proc.stdout = ""
+        assert_one_line_error(proc, "cannot write", "No space left")
+
+
 def test_report_to_a_reader_that_has_gone():
     """`provscan scan ... | head`: the reader has closed the pipe (here before the scan starts, so
     every write fails). No traceback, no "Exception ignored" noise, the exit code of the findings."""

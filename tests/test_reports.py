@@ -225,9 +225,11 @@ def test_sarif_validates_against_the_sarif_2_1_0_schema(tmp_path):
 
 
 def test_json_writer_is_jsons_own_output_down_to_its_depth():
-    """reports.json_report.dumps indents the first levels and writes deeper containers compact (C);
-    indented all the way down it is exactly json.dumps(indent=2), and at any depth the same value."""
+    """reports.json_report.dumps indents the first levels and writes deeper containers compact
+    (orjson, json's encoder for what orjson cannot write); indented all the way down it is exactly
+    json.dumps(indent=2), and at any depth the same value. JSON has no NaN: non-finite floats are null."""
     import json
+    import math
     import random
 
     from reports.json_report import dumps
@@ -243,9 +245,21 @@ def test_json_writer_is_jsons_own_output_down_to_its_depth():
             return [value(level + 1) for _ in range(rnd.randrange(0, 4))]
         return {rnd.choice(["a", "b", "ü", "c d"]) + str(i): value(level + 1) for i in range(rnd.randrange(0, 4))}
 
+    def finite(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: finite(x) for k, x in v.items()}
+        return [finite(x) for x in v] if isinstance(v, list) else v
+
     for _ in range(2000):
         v = value(0)
-        assert dumps(v, depth=99) == json.dumps(v, indent=2, ensure_ascii=False)
+        assert dumps(v, depth=99) == json.dumps(finite(v), indent=2, ensure_ascii=False)
         for depth in range(5):
-            assert json.dumps(json.loads(dumps(v, depth=depth))) == json.dumps(v)  # the same value (NaN != NaN)
+            written = dumps(v, depth=depth)
+            assert json.dumps(json.loads(written)) == json.dumps(finite(v))  # the same value
+            assert "NaN" not in written and "Infinity" not in written
+    # Integers beyond 64 bits, which orjson refuses, inside a compact container: json's encoder.
+    assert dumps([[2**70, float("nan")], {"é": 1}], depth=1) == f'[\n  [{2**70},null],\n  {{"é":1}}\n]'
+    assert dumps({"a": {"b": [1, 2]}, "c": []}, depth=1) == '{\n  "a": {"b":[1,2]},\n  "c": []\n}'
     assert dumps({1: [1, {True: None}]}, depth=99) == json.dumps({1: [1, {True: None}]}, indent=2)

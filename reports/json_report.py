@@ -53,15 +53,37 @@ def dumps(value, depth: int, indent: int = 2) -> str:
     the deeper containers are written compact, without spaces, by orjson. With depth reaching the
     deepest container, the output is json.dumps's, but for non-finite floats: null, not NaN.
     """
-    def encode(item, level: int) -> str:
-        if level >= depth or not isinstance(item, (dict, list)) or not item:
-            return _compact(item)
-        inner, outer = " " * (indent * (level + 1)), " " * (indent * level)
-        if isinstance(item, list):
-            return "[\n" + ",\n".join(inner + encode(v, level + 1) for v in item) + "\n" + outer + "]"
-        return "{\n" + ",\n".join(f"{inner}{_key(k)}: {encode(v, level + 1)}" for k, v in item.items()) + "\n" + outer + "}"
+    return "".join(_pieces(value, depth, indent))
 
-    return encode(value, 0)
+
+def _pieces(value, depth: int, indent: int) -> list[str]:
+    """dumps' text as pieces, to be joined once: a 7 MB report built by concatenating each level's
+    join copied itself ten times over, into fresh memory (15,000 page faults)."""
+    out: list[str] = []
+    put = out.append
+
+    def encode(item, level: int) -> None:
+        if level >= depth or not isinstance(item, (dict, list)) or not item:
+            put(_compact(item))
+            return
+        pad = " " * (indent * (level + 1))
+        first, then = "\n" + pad, ",\n" + pad
+        if isinstance(item, list):
+            put("[")
+            for i, v in enumerate(item):
+                put(then if i else first)
+                encode(v, level + 1)
+            put("\n" + " " * (indent * level) + "]")
+            return
+        put("{")
+        for i, (k, v) in enumerate(item.items()):
+            put(then if i else first)
+            put(_key(k) + ": ")
+            encode(v, level + 1)
+        put("\n" + " " * (indent * level) + "}")
+
+    encode(value, 0)
+    return out
 
 
 def _key(key) -> str:
@@ -71,4 +93,4 @@ def _key(key) -> str:
 
 def render_json(report) -> str:
     # Report > findings > finding: each finding's fields on their own lines, their values compact.
-    return dumps(report.to_dict(), depth=3) + "\n"
+    return "".join([*_pieces(report.to_dict(), 3, 2), "\n"])

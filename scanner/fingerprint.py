@@ -318,13 +318,15 @@ def default_workers() -> int:
 
 
 def fingerprint_sources(sources: list[SourceUnit], params: Params, *, workers: int | None = None,
-                        progress=None, as_reference: bool = False, cache=None) -> list[Fingerprinted]:
+                        progress=None, as_reference: bool = False, cache=None, meanwhile=None) -> list[Fingerprinted]:
     """Parse and fingerprint units on every core; the result is in input order.
 
     as_reference: also compute what a stored reference needs (reference_extras) and drop the
     texts, which a stored reference does not keep.
     cache: a scanner.parsecache.ParseCache: Python files whose bytes it knows are not parsed
     again, and the parse results of the others are added to it.
+    meanwhile: a callable run once in this process while the workers fingerprint (before the
+    first unit when there is no pool); what it raises ends the fingerprinting.
     """
     workers = default_workers() if workers is None else max(1, workers)
     first_cell = {}
@@ -341,7 +343,7 @@ def fingerprint_sources(sources: list[SourceUnit], params: Params, *, workers: i
         for i, syntax in zip(python, cache.get([keys[i] for i in python], [len(sources[i].data) for i in python])):
             syntaxes[i] = syntax
     tasks = [(s, params, first_cell[s.path] == i, as_reference, syntaxes[i]) for i, s in enumerate(sources)]
-    out = _fingerprint_tasks(tasks, workers, progress)
+    out = _fingerprint_tasks(tasks, workers, progress, meanwhile)
     if cache is not None:
         # Notebook cells and repeated files share a key: each is written once.
         new = {keys[i]: d.syntax for i, d in enumerate(out) if keys[i] is not None and d.syntax is not None}
@@ -351,10 +353,12 @@ def fingerprint_sources(sources: list[SourceUnit], params: Params, *, workers: i
     return out
 
 
-def _fingerprint_tasks(tasks: list, workers: int, progress) -> list[Fingerprinted]:
+def _fingerprint_tasks(tasks: list, workers: int, progress, meanwhile=None) -> list[Fingerprinted]:
     total_bytes = sum(len(task[0].data) for task in tasks)
     out: list[Fingerprinted] = []
     if workers == 1 or len(tasks) < _POOL_MIN_UNITS or total_bytes < _POOL_MIN_BYTES:
+        if meanwhile is not None:
+            meanwhile()
         for i, task in enumerate(tasks):
             out.append(_fingerprint_one(task))
             if progress and i % 50 == 0:
@@ -372,6 +376,8 @@ def _fingerprint_tasks(tasks: list, workers: int, progress) -> list[Fingerprinte
     try:
         with fork_pool(workers) as pool:
             done = pool.imap(_fingerprint_task, order, chunksize=chunk)
+            if meanwhile is not None:
+                meanwhile()  # leaving the with block on an error terminates the workers
             for n, (i, result) in enumerate(zip(order, done)):
                 slots[i] = result
                 if progress and n % 50 == 0:

@@ -95,10 +95,11 @@ class Tree:
 
 def load_tree(acquired: Acquired, name: str | None, options: ScanOptions, status=None,
               includes: list[str] | None = None, as_reference: bool = False, excludes: tuple[str, ...] = (),
-              only: set[str] | None = None) -> Tree:
+              only: set[str] | None = None, meanwhile=None) -> Tree:
     """walk -> parse -> fingerprint (on every core) an acquired tree.
 
     as_reference: for a tree that becomes a stored reference (its texts are not kept).
+    meanwhile: run in this process while the workers fingerprint (fingerprint_sources).
     """
     if status:
         status(f"reading {acquired.source}")
@@ -112,7 +113,7 @@ def load_tree(acquired: Acquired, name: str | None, options: ScanOptions, status
     progress = (lambda done, total: status(f"fingerprinting {acquired.source}", done, total)) if status else None
     cache = ParseCache(options.cache_dir or default_cache_dir()) if options.parse_cache else None
     done = fingerprint_sources(sources, options.params, workers=options.workers, progress=progress,
-                               as_reference=as_reference, cache=cache)
+                               as_reference=as_reference, cache=cache, meanwhile=meanwhile)
     units = [d.unit for d in done]
     prints = [d.prints for d in done]
     notes: list[dict] = []
@@ -329,9 +330,19 @@ def scan(source: str, references: list[tuple[str | None, str]], options: ScanOpt
          only: set[str] | None = None) -> Report:
     """only: scan just these paths of the source (the pre-commit hook's changed files)."""
     started = time.monotonic()
-    scanned = load_tree(acquire(source, options.cache_dir, timeout=options.timeout), None, options, status,
-                        excludes=options.ignore, only=only)
-    refs, redis_store = load_references(references, options, status)
+    acquired = acquire(source, options.cache_dir, timeout=options.timeout)
+    loaded = []
+
+    def load_indexed():
+        loaded.append(load_references(references, options, status))
+
+    # References that come from the index (all of it, or names in it) are loaded while the workers
+    # fingerprint the scanned files: this process is idle then. A reference given as a source is
+    # fingerprinted after, with every core.
+    from_index = all(name is None and _looks_like_name(spec) and not Path(spec).exists() for name, spec in references)
+    scanned = load_tree(acquired, None, options, status, excludes=options.ignore, only=only,
+                        meanwhile=load_indexed if from_index else None)
+    refs, redis_store = loaded[0] if loaded else load_references(references, options, status)
     corpus = ReferenceCorpus(options.params, refs, redis_store)
     progress = (lambda done, total: status("matching", done, total)) if status else None
     # A model's config.json is judged by its architecture (config-copy), not as text.

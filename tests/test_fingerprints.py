@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from datasketch import MinHash, MinHashLSH
@@ -249,6 +251,40 @@ def test_fingerprints_identical_whatever_the_worker_count(tmp_path):
         for name in ("abs_tok", "con_tok", "lines", "eligible", "sigs"):
             assert np.array_equal(getattr(a.prints, name), getattr(b.prints, name))
         assert a.license == b.license
+
+
+def test_meanwhile_runs_once_in_this_process_while_the_workers_fingerprint():
+    """The scan loads its index while the workers fingerprint: fingerprint_sources runs `meanwhile`
+    once, here, with the workers alive, and the same results come; what it raises ends the
+    fingerprinting and leaves no worker behind. Without a pool it runs before the first unit."""
+    import multiprocessing
+    from pathlib import Path
+
+    from scanner.fingerprint import fingerprint_sources
+    from scanner.walk import walk_tree
+
+    units = walk_tree(Path(__file__).resolve().parents[1] / "scanner").units * 6  # enough to use the pool
+    calls = []
+
+    def meanwhile():
+        calls.append((os.getpid(), len(multiprocessing.active_children())))
+
+    plain = fingerprint_sources(units, Params(), workers=2)
+    got = fingerprint_sources(units, Params(), workers=2, meanwhile=meanwhile)
+    assert calls == [(os.getpid(), 2)]
+    assert [d.unit.fragments for d in got] == [d.unit.fragments for d in plain]
+    assert all(np.array_equal(a.prints.sigs, b.prints.sigs) for a, b in zip(got, plain))
+
+    def failing():
+        raise RuntimeError("the index is corrupt")
+
+    with pytest.raises(RuntimeError, match="corrupt"):
+        fingerprint_sources(units, Params(), workers=2, meanwhile=failing)
+    assert multiprocessing.active_children() == []
+
+    calls.clear()
+    fingerprint_sources(units[:3], Params(), workers=2, meanwhile=meanwhile)
+    assert calls == [(os.getpid(), 0)]
 
 
 def test_the_pool_does_not_wake_its_maintenance_thread_for_every_result(monkeypatch):

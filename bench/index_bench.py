@@ -107,6 +107,9 @@ def main() -> None:
     args = ap.parse_args()
     env = {"PROVSCAN_CACHE_DIR": str(CACHE / "provscan")}
     os.environ.update(env)
+    # As installed: byte-code cached (pip compiles it at install; some sandboxes disable writing it,
+    # which made every run recompile the modules changed since it was last written), as hook_bench.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     from scanner.acquire import acquire
 
     reference = f"pypi:transformers=={args.version}"

@@ -225,10 +225,9 @@ def file_evidence(unit: ParsedUnit, file_holders: list[str], ref_holders: list[s
     evidence += terms._comment_evidence[key]
     top = ref_symbol.split(".")[0] if ref_symbol else None
     for imp in unit.imports:
-        package = imp.module.split(".")[0]
         # `import ref.module`, or the reference symbol imported from the reference's package.
         if (imp.module == ref_module and not imp.names) or (
-            top and top in imp.names and (imp.module == ref_module or package in ref_packages)
+            top and top in imp.names and (imp.module == ref_module or imp.module.split(".")[0] in ref_packages)
         ):
             evidence.append(Evidence("file", unit.path, imp.line, _line(unit, imp.line), "imports the reference module or symbol"))
             break

@@ -197,9 +197,16 @@ def _header_text(unit: ParsedUnit, head_lines: int = 200) -> str:
     the last notice are dropped: they change no finding, and files of different lengths then
     share a text too.
     """
-    lines = unit.line_texts[:head_lines]
+    # The first head_lines lines, without splitting the whole file (the worker drops the split).
+    text, end = unit.text, -1
+    for _ in range(head_lines):
+        end = text.find("\n", end + 1)
+        if end < 0:
+            break
+    head = text if end < 0 else text[:end + 1]
+    lines = head.split("\n")[:head_lines]
     kept = [""] * len(lines)
-    head = unit.text[:sum(map(len, lines)) + len(lines)].lower()
+    head = head.lower()
     hits = []
     for word in _NOTICE_WORDS:  # str.find: a C scan, rare hits in code
         at = head.find(word)

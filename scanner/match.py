@@ -310,6 +310,9 @@ def _ranked(v: "Verified", corpus: ReferenceCorpus) -> np.ndarray:
         return np.zeros(1, dtype=np.intp)
     first = int(v.pos[0])
     if not np.count_nonzero(v.pos != first):  # copies in one reference: its columns, gathered
+        if _compiled is not None:  # the compiled twin (the Python below gives the same order)
+            return np.frombuffer(_compiled.rank_copies(v.sim, v.csim, v.fid, *corpus.refs[first].rank_columns),
+                                 dtype=np.intp)
         noted, path_rank, start = (column[v.fid] for column in corpus.refs[first].rank_columns)
     else:
         noted, path_rank, start = np.zeros(len(v.fid), dtype=bool), np.zeros(len(v.fid), dtype=np.int64), \
@@ -439,9 +442,9 @@ def _verify_candidates(corpus: ReferenceCorpus, s_sets: ShingleSets, locs: list[
     if not locs:
         return None
     if len(locs) == 1:  # one reference (the usual case): nothing to join
-        pos, packed = np.full(len(locs[0][1]), locs[0][0], dtype=np.int64), locs[0][1]
+        pos, packed = _repeated(locs[0][0], len(locs[0][1])), locs[0][1]
     else:
-        pos = np.concatenate([np.full(len(packed), p, dtype=np.int64) for p, packed in locs])
+        pos = np.concatenate([_repeated(p, len(packed)) for p, packed in locs])
         packed = np.concatenate([packed for _, packed in locs])
     fids = packed >> 16
     if len(fids) <= VERIFY_GROUPS:
@@ -482,7 +485,7 @@ def _verify_groups(corpus: ReferenceCorpus, s_sets: ShingleSets, pos: np.ndarray
         if out is None:
             return None
         fid = np.frombuffer(out[2], dtype=np.int64)
-        return Verified(np.frombuffer(out[0]), np.frombuffer(out[1]), np.full(len(fid), ref_pos, dtype=np.int64), fid)
+        return Verified(np.frombuffer(out[0]), np.frombuffer(out[1]), _repeated(ref_pos, len(fid)), fid)
     sims = np.zeros(len(reps))
     shared = np.zeros(len(reps), dtype=np.int64)
     for ref_pos, sel in _by_reference(pos):
@@ -526,6 +529,20 @@ def _verify_groups(corpus: ReferenceCorpus, s_sets: ShingleSets, pos: np.ndarray
     if len(rows) == 0:
         return None
     return Verified(m_sim[rows], csim[rows], m_pos[rows], m_fid[rows])
+
+
+def _repeated(value: int, n: int) -> np.ndarray:
+    """n copies of value (int64), read-only: a view of one kept per value (np.full costs 5 us, and
+    a large scan asks for 6,000 such arrays of reference positions)."""
+    kept = _REPEATED.get(value)
+    if kept is None or len(kept) < n:
+        kept = np.full(max(n, 4096), value, dtype=np.int64)
+        kept.flags.writeable = False
+        _REPEATED[value] = kept
+    return kept[:n]
+
+
+_REPEATED: dict[int, np.ndarray] = {}
 
 
 def _by_reference(pos: np.ndarray):

@@ -310,7 +310,7 @@ class Reference:
         paths = [unit[0] for unit in self.meta["units"]]
         rank = {path: i for i, path in enumerate(sorted(set(paths)))}
         unit_rank = np.asarray([rank[path] for path in paths], dtype=np.int64)
-        return noted, unit_rank[self.frags[:, _UNIT]], np.asarray(self.frags[:, _START])
+        return noted, unit_rank[self.frags[:, _UNIT]], np.ascontiguousarray(self.frags[:, _START])
 
     @cached_property
     def artifacts(self) -> Artifacts:

@@ -10,6 +10,7 @@
  *   verify_groups(abstract_sets, concrete_sets, member_reps, member_fids, reps, q_abstract, q_informative,
  *                 q_concrete, min_similarity, min_shared, boilerplate_min_concrete, config)
  *       -> None or (float64 similarities, float64 concrete similarities, int64 fragment ids)   (scanner.match._verify_groups)
+ *   rank_copies(sims, csims, fids, noted, path_rank, start) -> bytearray of intp   (scanner.match._ranked, one reference)
  *   band_query(keys, ids, qkeys, bands, id_bound) -> (bytearray of int64 rows, of int64 ids)   (lsh.BandTable.query)
  *   agreement(ref, ref_rows, query, q_rows, width) -> bytearray of int16   (lsh.agreement)
  *   filter_candidates(rows, fids, levels, q_levels, sig_row, ref, query, width, need) -> (int64, int64)   (lsh.filter_candidates)
@@ -1172,6 +1173,85 @@ done:
     return result;
 }
 
+/* scanner.match._ranked for verified copies in one reference: their order, best first, as
+ * np.lexsort((start, path_rank, pos, noted, -round(csim, 6), -round(sim, 6))) gives it (pos is one
+ * value): the similarities rounded as Python's round() rounds them (the decimal digits correctly
+ * rounded, then read back), equal keys in their first order. noted (bool), path_rank and start
+ * (int64) are columns by fragment id. */
+typedef struct {
+    double sim, csim; /* -round(x, 6) */
+    int64_t noted, path, start;
+    Py_ssize_t at;
+} RankKey;
+
+#define LESS_RANK(a, b)                                                                                 \
+    ((a).sim != (b).sim       ? (a).sim < (b).sim                                                     \
+     : (a).csim != (b).csim   ? (a).csim < (b).csim                                                   \
+     : (a).noted != (b).noted ? (a).noted < (b).noted                                                 \
+     : (a).path != (b).path   ? (a).path < (b).path                                                   \
+     : (a).start != (b).start ? (a).start < (b).start                                                 \
+                              : (a).at < (b).at)
+DEFINE_SORT(sort_rank, RankKey, LESS_RANK)
+
+/* -round(x, 6) as Python computes round(x, 6); -1 with an exception set on failure. */
+static int neg_round6(double x, double *out) {
+    char *text = PyOS_double_to_string(x, 'f', 6, 0, NULL);
+    if (!text) return -1;
+    double r = PyOS_string_to_double(text, NULL, NULL);
+    PyMem_Free(text);
+    if (r == -1.0 && PyErr_Occurred()) return -1;
+    *out = -r;
+    return 0;
+}
+
+static PyObject *rank_copies(PyObject *self, PyObject *args) {
+    Py_buffer sb, cb, fb, nb, pb, tb;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*", &sb, &cb, &fb, &nb, &pb, &tb)) return NULL;
+    PyObject *out = NULL;
+    RankKey *keys = NULL;
+    Py_ssize_t n = fb.len / 8, n_frag = nb.len;
+    const double *sim = sb.buf, *csim = cb.buf;
+    const int64_t *fid = fb.buf, *path = pb.buf, *start = tb.buf;
+    const uint8_t *noted = nb.buf;
+    int ok = fb.len % 8 == 0 && sb.len == fb.len && cb.len == fb.len && pb.len == n_frag * 8 && tb.len == n_frag * 8;
+    for (Py_ssize_t i = 0; i < n && ok; i++) ok = fid[i] >= 0 && fid[i] < n_frag;
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "rank_copies: float64 similarities and int64 fragment ids of columns in range");
+        goto done;
+    }
+    keys = PyMem_Malloc((n ? n : 1) * sizeof(RankKey));
+    if (!keys) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        /* copies of one group share their similarity: round each value once */
+        if (i > 0 && sim[i] == sim[i - 1]) keys[i].sim = keys[i - 1].sim;
+        else if (neg_round6(sim[i], &keys[i].sim) < 0) goto done;
+        if (i > 0 && csim[i] == csim[i - 1]) keys[i].csim = keys[i - 1].csim;
+        else if (neg_round6(csim[i], &keys[i].csim) < 0) goto done;
+        keys[i].noted = noted[fid[i]] != 0;
+        keys[i].path = path[fid[i]];
+        keys[i].start = start[fid[i]];
+        keys[i].at = i;
+    }
+    sort_rank(keys, n);
+    out = PyByteArray_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(Py_ssize_t));
+    if (out) {
+        Py_ssize_t *order = (Py_ssize_t *)PyByteArray_AS_STRING(out);
+        for (Py_ssize_t i = 0; i < n; i++) order[i] = keys[i].at;
+    }
+done:
+    PyMem_Free(keys);
+    PyBuffer_Release(&sb);
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&fb);
+    PyBuffer_Release(&nb);
+    PyBuffer_Release(&pb);
+    PyBuffer_Release(&tb);
+    return out;
+}
+
 /* ---- a clear exit on SIGBUS ------------------------------------------------------------------ */
 
 /* A memory-mapped file (an index array, a weights file) truncated by another process while it is
@@ -1223,6 +1303,7 @@ static PyMethodDef methods[] = {
     {"aligned_runs", aligned_runs, METH_VARARGS, "Greedy monotone runs (i, j, n) of equal values of two sequences."},
     {"intersection_sizes", intersection_sizes, METH_VARARGS, "Intersection size of a sorted set with each slice of flat."},
     {"verify_groups", verify_groups, METH_VARARGS, "scanner.match._verify_groups for the candidates of one reference."},
+    {"rank_copies", rank_copies, METH_VARARGS, "scanner.match._ranked for the verified copies of one reference."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "signatures._native", NULL, -1, methods};

@@ -362,6 +362,40 @@ def test_verify_groups_is_python(nativec, copied_corpus, change):
 
 
 
+def test_ranking_is_python(nativec, copied_corpus):
+    """The compiled ranking of one reference's verified copies is the Python one: similarities
+    rounded as Python's round(x, 6) rounds them (near ties below a millionth, exact halves, -0.0),
+    then the copy's own note, path and line, equal keys in their first order."""
+    import scanner.match as M
+
+    corpus, _ = copied_corpus
+    ref = corpus.refs[0]
+    rng = np.random.default_rng(7)
+    n_frag = len(ref.frags)
+    tricky = [0.5, 0.4999995, 0.4999994999, 0.5000004, 0.1234565, 0.1234575, 1 / 3, 2 / 3, 0.0, -0.0, 1.0, -1.0,
+              0.3333335, 0.3333325, 1e-7, 5e-7, -5e-7, 0.0000005000001]
+    for trial in range(400):
+        n = int(rng.integers(2, 60))
+        kinds = rng.integers(0, 3, size=2)
+        sims = [rng.choice(tricky, size=n), rng.choice([0.4, 0.45, 0.5], size=n) + rng.integers(0, 3, size=n) * 1e-7,
+                rng.random(n)]
+        sim = np.asarray(sims[kinds[0]], dtype=np.float64)
+        csim = np.asarray(sims[kinds[1]], dtype=np.float64)
+        csim[rng.random(n) < 0.3] = -1.0  # not needed: not compared
+        if trial % 3 == 0:
+            sim.sort()  # runs of equal values, as a group's members come
+        fid = rng.integers(0, n_frag, size=n).astype(np.int64)
+        v = M.Verified(sim, csim, np.zeros(n, dtype=np.int64), fid)
+        compiled = M._ranked(v, corpus)
+        python = python_twin(M, M._ranked, v, corpus)
+        assert compiled.dtype == python.dtype and np.array_equal(compiled, python), (sim, csim, fid)
+    # Copies whose keys are all equal keep their order.
+    v = M.Verified(np.full(5, 0.7), np.full(5, -1.0), np.zeros(5, dtype=np.int64), np.full(5, 3, dtype=np.int64))
+    assert M._ranked(v, corpus).tolist() == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="rank_copies"):
+        nativec.rank_copies(np.ones(2), np.ones(2), np.asarray([0, n_frag], dtype=np.int64), *ref.rank_columns)
+
+
 def test_band_query_and_agreement_are_numpy(nativec):
     from signatures import lsh
 

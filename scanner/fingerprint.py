@@ -173,7 +173,8 @@ def _fingerprint_one(task: tuple[SourceUnit, Params, bool, bool, Syntax | None])
     unit.abstract, unit.concrete, unit.hashes = [], [], None
     info = None
     if with_license:
-        info = _analyse_header(_header_text(unit))
+        # A stored reference splits its lines anyway (_reference_extras reads them): the header is their first.
+        info = _analyse_header(_header_text(unit, unit.line_texts if as_reference else None))
     if as_reference:
         _reference_extras(unit, prints, params)
         # What a stored reference does not keep need not travel back from the worker.
@@ -188,7 +189,7 @@ def _fingerprint_one(task: tuple[SourceUnit, Params, bool, bool, Syntax | None])
 _NOTICE_WORDS = ("copyright", "licen", "spdx", "(c)", "\N{COPYRIGHT SIGN}")
 
 
-def _header_text(unit: ParsedUnit, head_lines: int = 200) -> str:
+def _header_text(unit: ParsedUnit, lines: list[str] | None = None, head_lines: int = 200) -> str:
     """The notices of the file's first head_lines lines, other lines blanked (line numbers kept).
 
     Notices live in comment blocks and docstrings; normalising the code and the ordinary
@@ -197,16 +198,16 @@ def _header_text(unit: ParsedUnit, head_lines: int = 200) -> str:
     the last notice are dropped: they change no finding, and files of different lengths then
     share a text too.
     """
-    # The first head_lines lines, without splitting the whole file (the worker drops the split).
-    text, end = unit.text, -1
-    for _ in range(head_lines):
-        end = text.find("\n", end + 1)
-        if end < 0:
-            break
-    head = text if end < 0 else text[:end + 1]
-    lines = head.split("\n")[:head_lines]
+    # The first head_lines lines: of lines (the unit's, split) when given, else without splitting the
+    # whole file (a scanned file's worker would drop the split).
+    if lines is not None:
+        lines = lines[:head_lines]
+    else:
+        lines = unit.text.split("\n", head_lines)
+        if len(lines) > head_lines:
+            lines.pop()  # the rest of the file
     kept = [""] * len(lines)
-    head = head.lower()
+    head = unit.text[:sum(map(len, lines)) + len(lines)].lower()
     hits = []
     for word in _NOTICE_WORDS:  # str.find: a C scan, rare hits in code
         at = head.find(word)

@@ -438,6 +438,7 @@ def test_header_text_keeps_the_notice_blocks_a_block_by_block_reading_keeps():
         expected = _header_text_by_blocks(unit)
         got = _header_text(unit)
         assert got == expected.rstrip("\n")
+        assert _header_text(unit, unit.line_texts) == got  # from a stored reference's split lines
         assert analyse(got, head_lines=None) == analyse(expected, head_lines=None)
         kept_some += bool(got.strip())
     assert kept_some > 250

@@ -399,9 +399,12 @@ def cmd_index(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     as_program = argv is None
-    if as_program:
-        gc.disable()  # for the whole run: see _no_cycle_collection
-    code = _main(sys.argv[1:] if argv is None else list(argv))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if as_program and argv[:1] != ["server"]:
+        # A command's whole run: see _no_cycle_collection. Not the hook server's, which lives on
+        # (for 15 minutes idle) and must have its cycles collected.
+        gc.disable()
+    code = _main(argv)
     if as_program:
         _leave(code)
     return code

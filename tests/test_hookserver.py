@@ -213,3 +213,24 @@ def test_a_server_of_another_user_is_never_used(monkeypatch):
     finally:
         listener.kill()
         listener.wait()
+
+
+@pytest.mark.parametrize("command, collects", [(["server", "status"], True), (["index", "presets"], False)])
+def test_the_long_lived_server_keeps_the_cycle_collector_a_command_runs_without(command, collects):
+    """A command's run turns the cyclic collector off (its objects live until it ends); the hook
+    server lives on for many runs and an index reloaded after each change: its collector stays on."""
+    probe = (
+        "import gc, sys\n"
+        "from scanner import cli\n"
+        "def seen(name):\n"
+        "    real = getattr(cli, name)\n"
+        "    def spy(args):\n"
+        "        print('collector', gc.isenabled(), file=sys.stderr)\n"
+        "        return real(args)\n"
+        "    return spy\n"
+        "cli.cmd_server, cli.cmd_index = seen('cmd_server'), seen('cmd_index')\n"
+        f"sys.argv = ['provscan', *{command!r}]\n"
+        "cli.main()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert f"collector {collects}" in proc.stderr, proc.stderr

@@ -191,8 +191,9 @@ def _warm_references(store, options: ScanOptions, names: list[str] | None) -> li
     return [by_name[n] for n in names]
 
 
-def _looks_like_name(spec: str) -> bool:
-    return re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", spec) is not None
+def _could_be_indexed(name: str | None, spec: str) -> bool:
+    """A --reference that names an index entry, if the index has it: unnamed, name-like, no such path."""
+    return name is None and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", spec) is not None and not Path(spec).exists()
 
 
 def load_references(specs: list[tuple[str | None, str]], options: ScanOptions, status=None):
@@ -208,7 +209,7 @@ def load_references(specs: list[tuple[str | None, str]], options: ScanOptions, s
     via_redis = isinstance(store, RedisStore)
     # The default index is consulted only for what could be a name in it: a scan against sources
     # must not depend on the state of an index it does not use.
-    could_be_names = any(name is None and _looks_like_name(spec) and not Path(spec).exists() for name, spec in specs)
+    could_be_names = any(_could_be_indexed(name, spec) for name, spec in specs)
     consult = explicit_index or ((could_be_names or not specs) and store.exists())
     indexed_names = {e["name"] for e in store.references()} if consult else set()
     if not specs:
@@ -229,7 +230,7 @@ def load_references(specs: list[tuple[str | None, str]], options: ScanOptions, s
     for name, spec in specs:
         if name is None and spec in loaded:
             refs.append(loaded[spec])
-        elif explicit_index and name is None and _looks_like_name(spec) and not Path(spec).exists():
+        elif explicit_index and _could_be_indexed(name, spec):
             raise UsageError(f"no reference named {spec!r} in index {store.location}, and no such directory")
         else:
             refs.append(_reference_from_source(spec, name, options, status))
@@ -339,7 +340,7 @@ def scan(source: str, references: list[tuple[str | None, str]], options: ScanOpt
     # References that come from the index (all of it, or names in it) are loaded while the workers
     # fingerprint the scanned files: this process is idle then. A reference given as a source is
     # fingerprinted after, with every core.
-    from_index = all(name is None and _looks_like_name(spec) and not Path(spec).exists() for name, spec in references)
+    from_index = all(_could_be_indexed(name, spec) for name, spec in references)
     scanned = load_tree(acquired, None, options, status, excludes=options.ignore, only=only,
                         meanwhile=load_indexed if from_index else None)
     refs, redis_store = loaded[0] if loaded else load_references(references, options, status)
